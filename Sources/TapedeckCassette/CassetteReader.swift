@@ -1,0 +1,142 @@
+import Foundation
+import TapedeckCore
+
+/// Where a cassette that did not end cleanly stops: the normal state of a file
+/// whose recorder was killed.
+public struct Truncation: Sendable, Equatable, CustomStringConvertible {
+    /// Complete exchanges read before the end.
+    public var exchangesRead: Int
+    /// Size of the compressed file.
+    public var compressedSize: Int64
+    /// Decoded bytes after the last complete exchange, which are dropped.
+    public var trailingBytes: Int
+
+    public var description: String {
+        "cassette ends without its closing frame after \(exchangesRead) complete exchanges (\(compressedSize) compressed bytes, \(trailingBytes) bytes of an unfinished exchange dropped); the recorder probably stopped abruptly"
+    }
+}
+
+/// Streams exchanges from a cassette, holding one read chunk and one decoded line in
+/// memory at a time. A file cut short yields every complete exchange and then
+/// sets `truncation`; damage elsewhere throws `CassetteError` with the offset.
+public final class CassetteReader {
+    public let path: String
+    public private(set) var header: CassetteHeader!
+    public private(set) var truncation: Truncation?
+    public private(set) var exchangesRead = 0
+
+    private let file: FileHandle
+    private let decompressor: ZstdDecompressor
+    private let decoder = JSONDecoder()
+    private var pending = Data()
+    private var compressedOffset: Int64 = 0
+    private var reachedEnd = false
+
+    private static let chunkSize = 64 * 1024
+    private static let zstdMagic: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD]
+
+    public init(path: String) throws {
+        self.path = path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CassetteError.notFound(path: path)
+        }
+        guard let file = FileHandle(forReadingAtPath: path) else {
+            throw CassetteError.systemCallFailed(path: path, call: "open", errno: errno)
+        }
+        self.file = file
+        decompressor = try ZstdDecompressor()
+        try readHeader()
+    }
+
+    deinit {
+        try? file.close()
+    }
+
+    /// Returns the next exchange, or nil at the end of the cassette.
+    public func next() throws -> Exchange? {
+        guard let line = try nextLine() else { return nil }
+        do {
+            let exchange = try decoder.decode(Exchange.self, from: line)
+            exchangesRead += 1
+            return exchange
+        } catch {
+            throw CassetteError.corrupt(
+                path: path, offset: compressedOffset,
+                detail: "exchange \(exchangesRead + 1) is not valid JSON for format version 1 (\(error))")
+        }
+    }
+
+    /// Reads every remaining exchange, calling `body` for each.
+    public func forEach(_ body: (Exchange) throws -> Void) throws {
+        while let exchange = try next() {
+            try body(exchange)
+        }
+    }
+
+    private func readHeader() throws {
+        let first = try readChunk()
+        if first.isEmpty { throw CassetteError.empty(path: path) }
+        guard first.starts(with: CassetteReader.zstdMagic) else {
+            throw CassetteError.notACassette(path: path, detail: "it does not start with the zstd magic number 28 B5 2F FD")
+        }
+        try decode(first)
+
+        guard let line = try nextLine() else {
+            throw CassetteError.notACassette(path: path, detail: "no header line could be decoded")
+        }
+        let header: CassetteHeader
+        do {
+            header = try decoder.decode(CassetteHeader.self, from: line)
+        } catch {
+            throw CassetteError.notACassette(path: path, detail: "the first line is not a tapedeck cassette header")
+        }
+        guard header.format == CassetteHeader.formatName else {
+            throw CassetteError.notACassette(path: path, detail: "format is '\(header.format)', expected '\(CassetteHeader.formatName)'")
+        }
+        guard header.version == CassetteHeader.currentVersion else {
+            throw CassetteError.unsupportedVersion(path: path, found: header.version)
+        }
+        self.header = header
+    }
+
+    private func nextLine() throws -> Data? {
+        while true {
+            if let newline = pending.firstIndex(of: 0x0A) {
+                let line = pending[pending.startIndex..<newline]
+                pending.removeSubrange(pending.startIndex...newline)
+                return Data(line)
+            }
+            if reachedEnd {
+                if !pending.isEmpty || !decompressor.atFrameBoundary {
+                    truncation = Truncation(
+                        exchangesRead: exchangesRead, compressedSize: compressedOffset, trailingBytes: pending.count)
+                    pending.removeAll()
+                }
+                return nil
+            }
+            let chunk = try readChunk()
+            if chunk.isEmpty {
+                reachedEnd = true
+            } else {
+                try decode(chunk)
+            }
+        }
+    }
+
+    private func readChunk() throws -> Data {
+        do {
+            return try file.read(upToCount: CassetteReader.chunkSize) ?? Data()
+        } catch {
+            throw CassetteError.systemCallFailed(path: path, call: "read", errno: errno)
+        }
+    }
+
+    private func decode(_ chunk: Data) throws {
+        do {
+            pending.append(try decompressor.decompress(chunk))
+        } catch {
+            throw CassetteError.corrupt(path: path, offset: compressedOffset, detail: error.description)
+        }
+        compressedOffset += Int64(chunk.count)
+    }
+}

@@ -1,0 +1,132 @@
+import CXML2
+import Foundation
+
+/// A failed libxml2 call: the C function, libxml2's message and where it stopped.
+public struct XMLError: Error, CustomStringConvertible, Equatable {
+    public let call: String
+    public let message: String
+    public let line: Int
+
+    public var description: String {
+        line > 0 ? "\(call) failed at line \(line): \(message)" : "\(call) failed: \(message)"
+    }
+}
+
+/// A parsed XML document. Parsing never touches the network and never expands
+/// external entities, because bodies come from clients and servers we do not trust.
+public final class XMLDocument: @unchecked Sendable {
+    fileprivate let pointer: xmlDocPtr
+
+    private static let initialize: Void = { xmlInitParser() }()
+    private static let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
+
+    public init(parsing data: Data, removingBlankNodes: Bool = false) throws(XMLError) {
+        _ = XMLDocument.initialize
+        guard let context = xmlNewParserCtxt() else {
+            throw XMLError(call: "xmlNewParserCtxt", message: "out of memory", line: 0)
+        }
+        defer { xmlFreeParserCtxt(context) }
+
+        var options = XMLDocument.options
+        if removingBlankNodes { options |= Int32(XML_PARSE_NOBLANKS.rawValue) }
+        let document = data.withUnsafeBytes { buffer in
+            xmlCtxtReadMemory(
+                context, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(buffer.count),
+                nil, nil, options)
+        }
+        guard let document else {
+            throw XMLDocument.lastError(of: context, call: "xmlCtxtReadMemory")
+        }
+        pointer = document
+    }
+
+    deinit {
+        xmlFreeDoc(pointer)
+    }
+
+    public var root: XMLElement? {
+        xmlDocGetRootElement(pointer).map { XMLElement(node: $0, document: self) }
+    }
+
+    /// Serializes the document indented by two spaces per level, without the XML
+    /// declaration.
+    public func formatted() -> String {
+        guard let root = xmlDocGetRootElement(pointer), let buffer = xmlBufferCreate() else { return "" }
+        defer { xmlBufferFree(buffer) }
+        xmlNodeDump(buffer, pointer, root, 0, 1)
+        return String(cString: xmlBufferContent(buffer))
+    }
+
+    private static func lastError(of context: xmlParserCtxtPtr, call: String) -> XMLError {
+        guard let error = xmlCtxtGetLastError(context) else {
+            return XMLError(call: call, message: "document is empty or unreadable", line: 0)
+        }
+        let message = error.pointee.message.map { String(cString: $0) } ?? "unknown error"
+        return XMLError(
+            call: call, message: message.trimmingCharacters(in: .whitespacesAndNewlines),
+            line: Int(error.pointee.line))
+    }
+}
+
+/// An element of an `XMLDocument`, which it keeps alive.
+public struct XMLElement: @unchecked Sendable {
+    fileprivate let node: xmlNodePtr
+    private let document: XMLDocument
+
+    fileprivate init(node: xmlNodePtr, document: XMLDocument) {
+        self.node = node
+        self.document = document
+    }
+
+    public var localName: String {
+        String(cString: node.pointee.name)
+    }
+
+    public var namespaceURI: String? {
+        node.pointee.ns?.pointee.href.map { String(cString: $0) }
+    }
+
+    /// Child elements in document order, skipping text and comments.
+    public var children: [XMLElement] {
+        var result: [XMLElement] = []
+        var child = node.pointee.children
+        while let current = child {
+            if current.pointee.type == XML_ELEMENT_NODE {
+                result.append(XMLElement(node: current, document: document))
+            }
+            child = current.pointee.next
+        }
+        return result
+    }
+
+    public func firstChild(named name: String) -> XMLElement? {
+        children.first { $0.localName == name }
+    }
+
+    /// The concatenated text of this element and its descendants, entities decoded.
+    public var text: String {
+        guard let content = xmlNodeGetContent(node) else { return "" }
+        defer { tapedeck_xml_free(content) }
+        return String(cString: content)
+    }
+
+    /// The value of an attribute in no namespace, such as `type` on `_this`.
+    public func attribute(_ name: String) -> String? {
+        guard let value = xmlGetNoNsProp(node, name) else { return nil }
+        defer { tapedeck_xml_free(value) }
+        return String(cString: value)
+    }
+
+    /// The value of an attribute in the given namespace, such as `xsi:type`.
+    public func attribute(_ name: String, namespaceURI: String) -> String? {
+        guard let value = xmlGetNsProp(node, name, namespaceURI) else { return nil }
+        defer { tapedeck_xml_free(value) }
+        return String(cString: value)
+    }
+
+    /// Visits this element and every descendant element in document order.
+    public func walk(_ visit: (XMLElement) -> Void) {
+        visit(self)
+        for child in children { child.walk(visit) }
+    }
+}
