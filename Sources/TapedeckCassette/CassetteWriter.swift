@@ -25,7 +25,7 @@ public final class CassetteWriter {
         self.descriptor = descriptor
         compressor = try ZstdCompressor(level: compressionLevel)
         encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         try writeLine(encoder.encode(header))
     }
 

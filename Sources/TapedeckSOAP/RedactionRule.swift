@@ -5,8 +5,8 @@ import Foundation
 /// - `header:NAME`: the value of every header with that name;
 /// - `element:NAME`: the content of every XML element with that local name;
 /// - `json:KEY`: the string value of every JSON member with that key;
-/// - `regex:PATTERN`: every match, or its first capture group when it has one,
-///   in headers and bodies.
+/// - `regex:PATTERN`: every match in a text body, or the match's first capture
+///   group when the pattern has one.
 public enum RedactionRule: Sendable, Equatable, CustomStringConvertible {
     case header(String)
     case element(String)
