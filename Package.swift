@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .executable(name: "tapedeck", targets: ["tapedeck"]),
         .library(name: "TapedeckRecord", targets: ["TapedeckRecord"]),
+        .library(name: "TapedeckReplay", targets: ["TapedeckReplay"]),
     ],
     targets: [
         // C libraries from Debian, each wrapped by one Swift file.
@@ -31,15 +32,18 @@ let package = Package(
             name: "TapedeckRecord",
             dependencies: ["TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckHTTP"]),
         .target(
+            name: "TapedeckReplay",
+            dependencies: ["TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckHTTP"]),
+        .target(
             name: "TapedeckCLI",
-            dependencies: ["TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckRecord"]),
+            dependencies: ["TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckRecord", "TapedeckReplay"]),
         .executableTarget(name: "tapedeck", dependencies: ["TapedeckCLI"]),
 
         .testTarget(
             name: "TapedeckTests",
             dependencies: [
                 "TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckHTTP",
-                "TapedeckRecord", "TapedeckCLI", "tapedeck",
+                "TapedeckRecord", "TapedeckReplay", "TapedeckCLI", "tapedeck",
             ]),
     ]
 )

@@ -94,7 +94,7 @@ struct RecordCommand: Command {
         if let thumbprint {
             context.printError("listener certificate SHA-256 thumbprint: \(thumbprint)")
         }
-        try announce(recorder.listenURL, context: context)
+        try announce(recorder.listenURL, readyFile: readyFile, context: context)
 
         let progress = context.isTerminal ? ProgressDisplay(recorder: recorder, output: context.standardError) : nil
         let signal = signals.wait()
@@ -105,20 +105,6 @@ struct RecordCommand: Command {
         let statistics = recorder.statistics
         context.printError("recorded \(statistics.exchanges) exchanges (\(statistics.unanswered) unanswered) to \(cassette)")
         return .success
-    }
-
-    /// Prints the listen URL and writes the ready file, through a temporary name so
-    /// that a reader never sees it half written.
-    private func announce(_ url: String, context: CommandContext) throws {
-        context.print(url)
-        guard let readyFile else { return }
-        let temporary = readyFile + ".tmp-\(getpid())"
-        do {
-            try Data((url + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
-            guard rename(temporary, readyFile) == 0 else { throw RunError(String(cString: strerror(errno))) }
-        } catch {
-            throw RunError("could not write --ready-file '\(readyFile)': \(error); check that its directory exists and is writable")
-        }
     }
 
     private func validateCassettePath() throws(UsageError) {

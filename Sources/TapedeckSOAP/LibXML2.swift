@@ -70,7 +70,7 @@ public final class XMLDocument: @unchecked Sendable {
 
 /// An element of an `XMLDocument`, which it keeps alive.
 public struct XMLElement: @unchecked Sendable {
-    fileprivate let node: xmlNodePtr
+    let node: xmlNodePtr
     private let document: XMLDocument
 
     fileprivate init(node: xmlNodePtr, document: XMLDocument) {

@@ -1,0 +1,116 @@
+import Foundation
+import TapedeckCore
+import TapedeckReplay
+
+struct ReplayCommand: Command {
+    static let name = "replay"
+    static let summary = "Serve a cassette offline, with controlled latency and ordering."
+    static let usage = "tapedeck replay --cassette PATH [options]"
+    static let options = """
+          --cassette PATH        cassette to serve (required)
+          --listen HOST:PORT     address to listen on (default 127.0.0.1:0; port 0 picks a free port)
+          --ready-file FILE      write the listen URL to FILE once replay accepts connections
+          --latency POLICY       recorded, none, fixed:DURATION or scale:FACTOR (default recorded)
+          --latency-for OP=POLICY  the latency policy for one SOAP operation (repeatable)
+          --jitter DURATION      add a seeded random delay from 0 to DURATION, such as 5ms (default 0)
+          --seed N               seed for jitter and for --order seeded (default 0)
+          --order ORDER          arrival, recorded or seeded (default arrival)
+          --on-miss ACTION       fault or close: what an unmatched request gets (default fault)
+          --ignore PATH          leave this element path out of matching, such as config/annotation (repeatable)
+          --strict               exit 1 at the end when any request missed or reused a recording
+          --report FILE          write what was served, woken and missed to FILE as JSON at the end
+          --log-level LEVEL      debug, info, warning or error (default info)
+          -h, --help             show this help
+        """
+
+    var configuration: ReplayConfiguration
+    var readyFile: String?
+    var strict = false
+    var reportFile: String?
+    var logLevel = Logger.Level.info
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        configuration = ReplayConfiguration(cassettePath: try arguments.requiredValue("--cassette", meaning: "(the cassette to serve)"))
+        if let listen = try arguments.value("--listen") {
+            (configuration.listen.host, configuration.listen.port) = try RecordCommand.parseListen(listen)
+        }
+        readyFile = try arguments.value("--ready-file")
+        if let text = try arguments.value("--latency") {
+            configuration.latency = try Self.parseLatency(text, option: "--latency")
+        }
+        for text in try arguments.values("--latency-for") {
+            guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
+                throw .invalid("--latency-for", text, expected: "OPERATION=POLICY such as WaitForUpdatesEx=fixed:1s")
+            }
+            configuration.latencyOverrides[String(text[..<equals])] = try Self.parseLatency(String(text[text.index(after: equals)...]), option: "--latency-for")
+        }
+        if let text = try arguments.value("--jitter") {
+            guard let duration = parseDuration(text) else { throw .invalid("--jitter", text, expected: "a duration such as 5ms or 1s") }
+            configuration.jitter = duration
+        }
+        if let text = try arguments.value("--seed") {
+            guard let seed = UInt64(text) else { throw .invalid("--seed", text, expected: "a whole number from 0 to 18446744073709551615") }
+            configuration.seed = seed
+        }
+        if let text = try arguments.value("--order") {
+            guard let order = ReplayOrder(rawValue: text) else { throw .invalid("--order", text, expected: "arrival, recorded or seeded") }
+            configuration.order = order
+        }
+        if let text = try arguments.value("--on-miss") {
+            guard let policy = MissPolicy(rawValue: text) else { throw .invalid("--on-miss", text, expected: "fault or close") }
+            configuration.onMiss = policy
+        }
+        configuration.ignoredPaths = Set(try arguments.values("--ignore"))
+        strict = arguments.flag("--strict")
+        reportFile = try arguments.value("--report")
+        logLevel = try parseLogLevel(&arguments)
+    }
+
+    private static func parseLatency(_ text: String, option: String) throws(UsageError) -> LatencyPolicy {
+        do {
+            return try LatencyPolicy(parsing: text)
+        } catch {
+            throw UsageError("\(error)".replacingOccurrences(of: "invalid latency", with: "invalid value") + " (\(option))")
+        }
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let logger = context.logger(label: "tapedeck.replay", level: logLevel)
+        SignalWatcher.ignoreBrokenPipes()
+        let signals = SignalWatcher()
+        let replayer = try Replayer(configuration: configuration, logger: logger)
+        try announce(replayer.url, readyFile: readyFile, context: context)
+
+        let signal = signals.wait()
+        logger.info("signal received", ["signal": signal])
+        let report = replayer.stop()
+        if let reportFile {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try encoder.encode(report).write(to: URL(fileURLWithPath: reportFile))
+        }
+        context.printError("served \(report.requests) requests: \(report.fromCassette) from the cassette, \(report.fromModel) from the property collector model, \(report.misses.count) missed")
+        if strict && report.problems > 0 {
+            for miss in report.misses { context.printError("miss: \(miss.message)") }
+            for reuse in report.assignments where reuse.reused {
+                context.printError("reused: \(reuse.request) occurrence \(reuse.occurrence) got recording #\(reuse.recordedSequence) again")
+            }
+            return .failure
+        }
+        return .success
+    }
+}
+
+/// Prints the listen URL and writes the ready file through a temporary name, so
+/// that a reader never sees it half written.
+func announce(_ url: String, readyFile: String?, context: CommandContext) throws {
+    context.print(url)
+    guard let readyFile else { return }
+    let temporary = readyFile + ".tmp-\(getpid())"
+    do {
+        try Data((url + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, readyFile) == 0 else { throw RunError(String(cString: strerror(errno))) }
+    } catch {
+        throw RunError("could not write --ready-file '\(readyFile)': \(error); check that its directory exists and is writable")
+    }
+}

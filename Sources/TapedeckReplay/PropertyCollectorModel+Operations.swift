@@ -1,0 +1,279 @@
+import Dispatch
+import Foundation
+import TapedeckCore
+import TapedeckSOAP
+
+extension PropertyCollectorModel {
+    /// Operations the model answers; RetrievePropertiesEx, RetrieveProperties and
+    /// Fetch only when they read tasks.
+    static let operations: Set<String> = [
+        "CreatePropertyCollector", "DestroyPropertyCollector", "CreateFilter", "DestroyPropertyFilter",
+        "WaitForUpdatesEx", "WaitForUpdates", "CheckForUpdates", "CancelWaitForUpdates",
+    ]
+
+    // MARK: - Collectors and filters
+
+    func createCollector(session: String) -> Answer {
+        lock.withLock {
+            let reference = ManagedObjectReference(type: "PropertyCollector", value: "session[\(session)]collector-\(nextID())")
+            collectors[key(session, reference)] = Collector(reference: reference)
+            return .content(SOAPBuilder.reference("returnval", reference))
+        }
+    }
+
+    func destroyCollector(session: String, _ reference: ManagedObjectReference) -> Answer {
+        lock.withLock {
+            guard let collector = collectors.removeValue(forKey: key(session, reference)) else { return notFound(reference) }
+            for entry in collector.filters { filterOwners[key(session, entry.filter.reference)] = nil }
+            cancelWaiters(of: collector)
+            return .content("")
+        }
+    }
+
+    func createFilter(session: String, collector reference: ManagedObjectReference, spec element: XMLElement?) -> Answer {
+        lock.withLock {
+            guard let collector = collector(session, reference) else { return notFound(reference) }
+            guard let element, let spec = FilterSpec(element) else {
+                return .fault(type: "InvalidArgument", message: "A specified parameter was not correct: spec", detail: "<invalidProperty>spec</invalidProperty>")
+            }
+            if spec.needsTraversal {
+                // TODO: answer traversal filters from the recorded update sets of that filter.
+                logger.warning("filter uses traversal specs, which the model does not follow; only its listed objects are watched",
+                               ["replay.collector": reference.value])
+            }
+            let filterReference = ManagedObjectReference(type: "PropertyFilter", value: "session[\(session)]filter-\(nextID())")
+            let filter = Filter(reference: filterReference, objects: spec.objects, specs: spec.specs)
+            collector.filters.append((nextID(), filter))
+            filterOwners[key(session, filterReference)] = key(session, collector.reference)
+            spec.objects.forEach { scheduleChanges(of: $0) }
+            // A new filter has an "enter" to report, so a waiting call wakes for it.
+            wakeOne(collector, object: spec.objects.first?.description ?? "")
+            return .content(SOAPBuilder.reference("returnval", filterReference))
+        }
+    }
+
+    func destroyFilter(session: String, _ reference: ManagedObjectReference) -> Answer {
+        lock.withLock {
+            guard let owner = filterOwners.removeValue(forKey: key(session, reference)), let collector = collectors[owner] else {
+                return notFound(reference)
+            }
+            collector.filters.removeAll { $0.filter.reference == reference }
+            return .content("")
+        }
+    }
+
+    func cancelWait(session: String, _ reference: ManagedObjectReference) -> Answer {
+        lock.withLock {
+            guard let collector = collector(session, reference) else { return notFound(reference) }
+            cancelWaiters(of: collector)
+            return .content("")
+        }
+    }
+
+    // MARK: - Waiting
+
+    /// Answers WaitForUpdatesEx, WaitForUpdates or CheckForUpdates. Blocks until a
+    /// change is delivered to this call, `maxWaitSeconds` passes, the wait is
+    /// cancelled, or `isAbandoned` turns true.
+    func wait(
+        session: String, collector reference: ManagedObjectReference, version: String, maxWaitSeconds: Double?,
+        kind: WaitKind, isAbandoned: () -> Bool
+    ) -> Answer {
+        lock.lock()
+        guard let collector = collector(session, reference) else {
+            lock.unlock()
+            return notFound(reference)
+        }
+        if !version.isEmpty && !collector.issuedVersions.contains(version) {
+            lock.unlock()
+            return .fault(type: "InvalidCollectorVersion", message: "The collector version '\(version)' is not valid for \(reference.value).", detail: "")
+        }
+        if version.isEmpty {
+            let answer = updateSet(of: collector, full: true) ?? ""
+            lock.unlock()
+            return .content(answer)
+        }
+        if let changes = updateSet(of: collector, full: false) {
+            lock.unlock()
+            return .content(changes)
+        }
+        let immediate = kind == .checkForUpdates || maxWaitSeconds == 0
+        let deadline = immediate ? nil : maxWaitSeconds.map { clock.elapsed() + UInt64($0 * 1e9) }
+        if immediate {
+            lock.unlock()
+            return .content("")
+        }
+
+        let waiter = Waiter()
+        collector.waiters.append(waiter)
+        defer {
+            collector.waiters.removeAll { $0 === waiter }
+            lock.unlock()
+        }
+        while true {
+            lock.unlock()
+            // Wake at least every 50 ms to notice a client that gave up.
+            _ = waiter.semaphore.wait(timeout: .now() + .milliseconds(50))
+            lock.lock()
+            if waiter.canceled {
+                return .fault(type: "RequestCanceled", message: "The task was canceled by a user.", detail: "")
+            }
+            if isAbandoned() { return .abandoned }
+            if waiter.signaled {
+                waiter.signaled = false
+                if let changes = updateSet(of: collector, full: false) { return .content(changes) }
+            }
+            if let deadline, clock.elapsed() >= deadline { return .content("") }
+        }
+    }
+
+    /// Wakes one waiting call on every collector whose filters watch `object`.
+    func objectChanged(_ object: ManagedObjectReference) {
+        lock.withLock {
+            for collector in collectors.values where collector.filters.contains(where: { $0.filter.objects.contains(object) }) {
+                wakeOne(collector, object: object.description)
+            }
+        }
+    }
+
+    /// Signals exactly one waiting call, chosen by the release policy. With none
+    /// waiting the change stays pending for the next call. Callers hold the lock.
+    private func wakeOne(_ collector: Collector, object: String) {
+        let candidates = collector.waiters.enumerated().filter { !$0.element.signaled && !$0.element.canceled }
+        guard !candidates.isEmpty else { return }
+        let chosen: Int
+        switch release {
+        case .longestWaiting:
+            chosen = 0
+        case .seeded(let seed):
+            let stream = collector.reference.value
+            var generator = generators[stream] ?? SeededGenerator(seed: seed, stream: "release|\(stream)")
+            chosen = Int.random(in: 0..<candidates.count, using: &generator)
+            generators[stream] = generator
+        }
+        let (position, waiter) = candidates[chosen]
+        waiter.signaled = true
+        waiter.semaphore.signal()
+        let record = Release(
+            atMilliseconds: Double(clock.elapsed() - replayStart) / 1e6, collector: collector.reference.value,
+            object: object, waiter: position + 1, waiting: collector.waiters.count)
+        releases.append(record)
+        logger.debug("wake-up delivered", [
+            "replay.collector": record.collector, "replay.object": object,
+            "replay.waiter": "\(record.waiter) of \(record.waiting)",
+        ])
+    }
+
+    private func cancelWaiters(of collector: Collector) {
+        for waiter in collector.waiters {
+            waiter.canceled = true
+            waiter.semaphore.signal()
+        }
+    }
+
+    // MARK: - Update sets
+
+    /// Builds an UpdateSet, or returns nil when nothing changed (never for `full`).
+    /// Marks what it reports, so the next call sees only later changes.
+    private func updateSet(of collector: Collector, full: Bool) -> String? {
+        let now = clock.elapsed()
+        var filterSets = ""
+        for (_, filter) in collector.filters {
+            var objectSets = ""
+            for object in filter.objects {
+                let current = selectedProperties(of: object, specs: filter.specs, at: now)
+                let previous = filter.reported[object]
+                filter.reported[object] = current
+                var changes = ""
+                let kind: String
+                if full || previous == nil {
+                    kind = "enter"
+                    for name in current.keys.sorted() { changes += changeSet(name, current[name]) }
+                } else {
+                    kind = "modify"
+                    for name in Set(current.keys).union(previous!.keys).sorted() where current[name] != previous![name] {
+                        changes += changeSet(name, current[name])
+                    }
+                    if changes.isEmpty { continue }
+                }
+                objectSets += "<objectSet><kind>\(kind)</kind>\(SOAPBuilder.reference("obj", object))\(changes)</objectSet>"
+            }
+            if !objectSets.isEmpty {
+                filterSets += "<filterSet>\(SOAPBuilder.reference("filter", filter.reference))\(objectSets)</filterSet>"
+            }
+        }
+        if filterSets.isEmpty && !full { return nil }
+        collector.version += 1
+        let version = String(collector.version)
+        collector.issuedVersions.insert(version)
+        return "<returnval><version>\(version)</version>\(filterSets)</returnval>"
+    }
+
+    private func changeSet(_ name: String, _ value: String?) -> String {
+        guard let value else { return "<changeSet><name>\(escapeXML(name, attribute: false))</name><op>remove</op></changeSet>" }
+        return "<changeSet><name>\(escapeXML(name, attribute: false))</name><op>assign</op>\(value)</changeSet>"
+    }
+
+    // MARK: - Reading tasks
+
+    /// Answers RetrievePropertiesEx or RetrieveProperties when every object it
+    /// names is a recorded task and no traversal is asked for; nil otherwise.
+    func retrieve(operation: String, element: XMLElement) -> Answer? {
+        let specs = element.children.filter { $0.localName == "specSet" }.compactMap(FilterSpec.init)
+        guard !specs.isEmpty, specs.allSatisfy({ !$0.needsTraversal }) else { return nil }
+        let objects = specs.flatMap(\.objects)
+        guard objects.allSatisfy({ $0.type == "Task" && world.history(of: $0) != nil }) else { return nil }
+
+        let now = clock.elapsed()
+        let contents = lock.withLock {
+            specs.flatMap { spec in
+                spec.objects.map { object in
+                    let properties = selectedProperties(of: object, specs: spec.specs, at: now)
+                    let propSets = properties.keys.sorted().map { name in
+                        "<propSet><name>\(escapeXML(name, attribute: false))</name>\(properties[name]!)</propSet>"
+                    }
+                    return SOAPBuilder.reference("obj", object) + propSets.joined()
+                }
+            }
+        }
+        if operation == "RetrieveProperties" {
+            return .content(contents.map { "<returnval>\($0)</returnval>" }.joined())
+        }
+        return .content("<returnval>" + contents.map { "<objects>\($0)</objects>" }.joined() + "</returnval>")
+    }
+
+    /// Answers pyvmomi's `Fetch` of a task property; nil for other objects.
+    func fetch(_ object: ManagedObjectReference, property: String) -> Answer? {
+        guard object.type == "Task", world.history(of: object) != nil else { return nil }
+        let properties = lock.withLock { currentProperties(of: object, at: clock.elapsed()) }
+        guard let value = Self.value(at: property, in: properties) else { return nil }
+        return .content("<returnval" + value.dropFirst("<val".count).dropLast(value.hasSuffix("</val>") ? "</val>".count : 0)
+            + (value.hasSuffix("</val>") ? "</returnval>" : ""))
+    }
+
+    // MARK: - Helpers
+
+    private func key(_ session: String, _ reference: ManagedObjectReference) -> String {
+        "\(session)|\(reference.value)"
+    }
+
+    /// Finds a collector, creating the session's default collector on first use.
+    private func collector(_ session: String, _ reference: ManagedObjectReference) -> Collector? {
+        if let existing = collectors[key(session, reference)] { return existing }
+        guard reference.value == "propertyCollector" || reference.value == "ha-property-collector" else { return nil }
+        let created = Collector(reference: reference)
+        collectors[key(session, reference)] = created
+        return created
+    }
+
+    private func nextID() -> Int {
+        nextIdentifier += 1
+        return nextIdentifier
+    }
+
+    private func notFound(_ reference: ManagedObjectReference) -> Answer {
+        .fault(
+            type: "ManagedObjectNotFound", message: "The object '\(reference.type):\(reference.value)' has already been deleted or has not been completely created",
+            detail: SOAPBuilder.reference("obj", reference))
+    }
+}

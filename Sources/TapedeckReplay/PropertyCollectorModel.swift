@@ -1,0 +1,117 @@
+import Dispatch
+import Foundation
+import TapedeckCore
+import TapedeckSOAP
+
+/// Replay's PropertyCollector: collectors, filters and waits answered from the
+/// property values the cassette recorded, instead of from recorded bytes.
+///
+/// Semantics follow the vSphere API reference and vcsim. A call with an empty
+/// version gets the current state of every filter on the collector. A later call
+/// gets the changes since each filter last reported, and those changes go to
+/// whichever call on the collector computes them first. So two concurrent waits
+/// on one collector can lose a wake-up, as they do on vCenter: when a watched
+/// object changes, exactly one waiting call is woken.
+public final class PropertyCollectorModel: @unchecked Sendable {
+    enum WaitKind: Sendable {
+        case waitForUpdatesEx, waitForUpdates, checkForUpdates
+    }
+
+    /// The body of a response: `returnval` content, a typed fault, or nothing
+    /// because the client went away.
+    enum Answer: Equatable {
+        case content(String)
+        case fault(type: String, message: String, detail: String)
+        case abandoned
+    }
+
+    /// Which waiting call a change wakes.
+    enum ReleasePolicy: Sendable {
+        /// The call that has waited longest.
+        case longestWaiting
+        /// A call drawn from the seed, per collector.
+        case seeded(UInt64)
+    }
+
+    /// How recorded times turn into replay times for task transitions.
+    struct Timing: Sendable {
+        /// Multiplies recorded offsets; 0 makes every transition immediate.
+        var scale = 1.0
+        /// When set, each task's offsets are further multiplied by a factor from
+        /// 0.5 to 1.5 drawn from this seed and the task.
+        var seed: UInt64?
+        /// Fire transitions at their recorded time since the cassette started,
+        /// rather than relative to when the replayed client created the task.
+        var absolute = false
+    }
+
+    /// One wake-up: which change went to which call.
+    public struct Release: Sendable, Equatable, Codable {
+        public var atMilliseconds: Double
+        public var collector: String
+        public var object: String
+        /// The woken call's position among the calls then waiting, from 1.
+        public var waiter: Int
+        public var waiting: Int
+    }
+
+    final class Collector {
+        let reference: ManagedObjectReference
+        var filters: [(id: Int, filter: Filter)] = []
+        var version = 0
+        var issuedVersions: Set<String> = []
+        var waiters: [Waiter] = []
+
+        init(reference: ManagedObjectReference) {
+            self.reference = reference
+        }
+    }
+
+    final class Filter {
+        let reference: ManagedObjectReference
+        let objects: [ManagedObjectReference]
+        let specs: [PropertySpec]
+        var reported: [ManagedObjectReference: [String: String]] = [:]
+
+        init(reference: ManagedObjectReference, objects: [ManagedObjectReference], specs: [PropertySpec]) {
+            self.reference = reference
+            self.objects = objects
+            self.specs = specs
+        }
+    }
+
+    final class Waiter {
+        let semaphore = DispatchSemaphore(value: 0)
+        var signaled = false
+        var canceled = false
+    }
+
+    let world: RecordedWorld
+    let clock: MonotonicClock
+    let release: ReleasePolicy
+    let timing: Timing
+    let logger: Logger
+    let lock = NSLock()
+    var collectors: [String: Collector] = [:]
+    var filterOwners: [String: String] = [:]
+    var taskCreatedAt: [ManagedObjectReference: UInt64] = [:]
+    var scheduled: Set<ManagedObjectReference> = []
+    var nextIdentifier = 0
+    var generators: [String: SeededGenerator] = [:]
+    var releases: [Release] = []
+    /// Clock reading when replay started; recorded times count from here.
+    let replayStart: UInt64
+
+    init(world: RecordedWorld, clock: MonotonicClock, release: ReleasePolicy, timing: Timing, logger: Logger) {
+        self.world = world
+        self.clock = clock
+        self.release = release
+        self.timing = timing
+        self.logger = logger
+        replayStart = clock.elapsed()
+    }
+
+    var releaseLog: [Release] {
+        lock.withLock { releases }
+    }
+}

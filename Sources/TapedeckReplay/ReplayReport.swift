@@ -1,0 +1,45 @@
+import Foundation
+
+/// What a replay did: which recorded response each request got, what the
+/// property collector model woke, and what missed. Written by `--report`.
+public struct ReplayReport: Codable, Sendable, Equatable {
+    public struct Assignment: Codable, Sendable, Equatable, Comparable {
+        /// The operation and target, such as `CreateVM_Task on Folder:group-v3`.
+        public var request: String
+        public var session: String?
+        /// This request's position among requests with the same key, from 1.
+        public var occurrence: Int
+        public var recordedSequence: Int
+        public var reused: Bool
+
+        public static func < (lhs: Assignment, rhs: Assignment) -> Bool {
+            (lhs.session ?? "", lhs.request, lhs.occurrence, lhs.recordedSequence)
+                < (rhs.session ?? "", rhs.request, rhs.occurrence, rhs.recordedSequence)
+        }
+    }
+
+    public struct Miss: Codable, Sendable, Equatable {
+        public var request: String
+        public var session: String?
+        public var closestRecordedSequence: Int?
+        public var message: String
+    }
+
+    public var cassette: String
+    public var seed: UInt64
+    public var order: String
+    public var requests = 0
+    public var fromCassette = 0
+    public var fromModel = 0
+    public var heldUnanswered = 0
+    public var assignments: [Assignment] = []
+    public var releases: [PropertyCollectorModelRelease] = []
+    public var misses: [Miss] = []
+
+    /// Requests that had no recorded response, plus recordings served again.
+    public var problems: Int {
+        misses.count + assignments.filter(\.reused).count
+    }
+}
+
+public typealias PropertyCollectorModelRelease = PropertyCollectorModel.Release

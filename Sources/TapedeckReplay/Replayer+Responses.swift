@@ -1,0 +1,171 @@
+import Foundation
+import TapedeckCassette
+import TapedeckCore
+import TapedeckHTTP
+import TapedeckSOAP
+
+extension Replayer {
+    // MARK: - Logins
+
+    /// Maps the nth login to the nth recorded session and hands out a cookie of
+    /// replay's own for it.
+    func respondToLogin(_ request: IncomingRequest, parsed: ParsedRequest) -> OutgoingResponse? {
+        let assigned: (session: String, entry: RecordedCassette.Entry, cookie: String)? = lock.withLock {
+            let index = loginCount
+            loginCount += 1
+            guard index < cassette.sessionsInLoginOrder.count else { return nil }
+            let session = cassette.sessionsInLoginOrder[index]
+            let cookie = "tapedeck-replay-\(index + 1)"
+            sessionsByCookie[cookie] = session
+            cookiesBySession[session] = cookie
+            report.fromCassette += 1
+            report.assignments.append(.init(
+                request: parsed.key.description, session: session, occurrence: 1,
+                recordedSequence: cassette.entries[cassette.loginEntry[session]!].exchange.sequence, reused: false))
+            return (session, cassette.entries[cassette.loginEntry[session]!], cookie)
+        }
+        guard let assigned else {
+            let miss = Matcher.Miss(
+                key: parsed.key.description, session: nil, closestSequence: nil,
+                difference: "the cassette records \(cassette.sessionsInLoginOrder.count) logins, and this is login \(loginCount)")
+            return respondToMiss(miss, request: request, parsed: parsed)
+        }
+        logger.debug("login mapped to recorded session", ["replay.session": assigned.session])
+        return recordedResponse(assigned.entry, request: request, parsed: parsed)
+    }
+
+    // MARK: - Recorded responses
+
+    func respondFromCassette(_ request: IncomingRequest, parsed: ParsedRequest, session: String?) -> OutgoingResponse? {
+        let outcome = lock.withLock { () -> Matcher.Outcome in
+            let outcome = matcher.next(session: session, request: parsed)
+            switch outcome {
+            case .hit(let index, let occurrence), .reused(let index, let occurrence):
+                var reused = false
+                if case .reused = outcome { reused = true }
+                report.fromCassette += 1
+                report.assignments.append(.init(
+                    request: parsed.key.description, session: session, occurrence: occurrence,
+                    recordedSequence: cassette.entries[index].exchange.sequence, reused: reused))
+            case .miss:
+                break
+            }
+            return outcome
+        }
+        switch outcome {
+        case .hit(let index, _):
+            return recordedResponse(cassette.entries[index], request: request, parsed: parsed)
+        case .reused(let index, let occurrence):
+            logger.info("more requests than recordings; serving the last recording again", [
+                "soap.operation": parsed.key.operation, "replay.occurrence": "\(occurrence)",
+                "interaction.seq": "\(cassette.entries[index].exchange.sequence)",
+            ])
+            return recordedResponse(cassette.entries[index], request: request, parsed: parsed)
+        case .miss(let miss):
+            return respondToMiss(miss, request: request, parsed: parsed)
+        }
+    }
+
+    /// Serves a recorded exchange after its latency, holding it instead when the
+    /// recorded server never answered.
+    private func recordedResponse(_ entry: RecordedCassette.Entry, request: IncomingRequest, parsed: ParsedRequest) -> OutgoingResponse? {
+        let exchange = entry.exchange
+        guard let response = exchange.response else {
+            lock.withLock { report.heldUnanswered += 1 }
+            logger.debug("holding a request the recorded server never answered", ["interaction.seq": "\(exchange.sequence)"])
+            while !request.client.isClosed && !stopping.isSet {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            return nil
+        }
+        if case .omitted(let size) = response.body {
+            return .text(502, "tapedeck replay: the recorded response of #\(exchange.sequence) has a \(size)-byte body that was not recorded (larger than --max-body-bytes)")
+        }
+
+        let serverTime = (exchange.timing.responseStart ?? exchange.timing.requestEnd) &- exchange.timing.requestEnd
+        wait(for: parsed.key.operation, recordedServerTime: serverTime, request: request, identity: "\(exchange.sequence)")
+        if parsed.key.operation.hasSuffix("_Task"), response.status == 200,
+           let task = try? SOAPEnvelope.bodyElement(of: response.body.data).firstChild(named: "returnval"),
+           task.attribute("type") == "Task" {
+            model.taskCreated(ManagedObjectReference(type: "Task", value: task.text))
+        }
+        return OutgoingResponse(status: response.status, headers: replayHeaders(response.headers), body: .inMemory(response.body.data))
+    }
+
+    /// Drops framing headers and swaps each session placeholder in `Set-Cookie`
+    /// for the cookie replay handed out for that session.
+    private func replayHeaders(_ headers: [Header]) -> [Header] {
+        headers.compactMap { header in
+            let name = header.name.lowercased()
+            if hopByHopHeaders.contains(name) { return nil }
+            guard name == "set-cookie" else { return header }
+            guard let range = header.value.range(of: "redacted-session-") else { return nil }
+            let digits = header.value[range.upperBound...].prefix { $0.isNumber }
+            guard let cookie = lock.withLock({ cookiesBySession["session-\(digits)"] }) else { return nil }
+            return Header(header.name, header.value.replacingOccurrences(of: "redacted-session-\(digits)", with: cookie))
+        }
+    }
+
+    // MARK: - Model answers
+
+    func respond(_ answer: PropertyCollectorModel.Answer, operation: String, request: IncomingRequest, latency: UInt64?) -> OutgoingResponse? {
+        wait(for: operation, recordedServerTime: 0, request: request, identity: "model")
+        switch answer {
+        case .content(let content):
+            return OutgoingResponse(
+                status: 200, headers: [Header("Content-Type", "text/xml; charset=utf-8")],
+                body: .inMemory(SOAPBuilder.response(operation: operation, content: content)))
+        case .fault(let type, let message, let detail):
+            return OutgoingResponse(
+                status: 500, headers: [Header("Content-Type", "text/xml; charset=utf-8")],
+                body: .inMemory(SOAPBuilder.fault(type: type, message: message, detail: detail)))
+        case .abandoned:
+            return nil
+        }
+    }
+
+    // MARK: - Misses
+
+    func respondToMiss(_ miss: Matcher.Miss, request: IncomingRequest, parsed: ParsedRequest) -> OutgoingResponse? {
+        lock.withLock {
+            report.misses.append(.init(
+                request: miss.key, session: miss.session, closestRecordedSequence: miss.closestSequence, message: miss.message))
+        }
+        logger.warning("no recorded response", [
+            "soap.operation": parsed.key.operation, "replay.this": parsed.key.this?.description ?? "",
+            "replay.closest": miss.closestSequence.map { "#\($0)" } ?? "none", "replay.difference": miss.difference,
+        ])
+        switch configuration.onMiss {
+        case .close:
+            return nil
+        case .fault where parsed.isSOAP:
+            return OutgoingResponse(
+                status: 500, headers: [Header("Content-Type", "text/xml; charset=utf-8")],
+                body: .inMemory(SOAPBuilder.fault(type: "NotFound", message: miss.message)))
+        case .fault:
+            return .text(404, miss.message)
+        }
+    }
+
+    // MARK: - Latency
+
+    /// Sleeps so the response leaves when the latency policy says.
+    private func wait(for operation: String, recordedServerTime: UInt64, request: IncomingRequest, identity: String) {
+        let policy = configuration.latencyOverrides[operation] ?? configuration.latency
+        var delay: Int64
+        switch policy {
+        case .recorded: delay = Int64(recordedServerTime)
+        case .none: delay = 0
+        case .scale(let factor): delay = Int64(Double(recordedServerTime) * factor)
+        case .fixed(let duration):
+            let elapsed = Int64(clock.elapsed() &- request.startedAt)
+            delay = max(0, Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000 - elapsed)
+        }
+        let jitter = configuration.jitter.components.seconds * 1_000_000_000 + configuration.jitter.components.attoseconds / 1_000_000_000
+        if jitter > 0 {
+            var generator = SeededGenerator(seed: configuration.seed, stream: "jitter|\(operation)|\(identity)")
+            delay += Int64.random(in: 0..<jitter, using: &generator)
+        }
+        if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1e9) }
+    }
+}

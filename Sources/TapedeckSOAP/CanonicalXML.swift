@@ -1,0 +1,109 @@
+import CXML2
+import Foundation
+
+extension XMLElement {
+    /// Attributes as (local name, namespace URI, value), namespace declarations excluded.
+    public var attributes: [(name: String, namespaceURI: String?, value: String)] {
+        var result: [(String, String?, String)] = []
+        var attribute = node.pointee.properties
+        while let current = attribute {
+            let name = String(cString: current.pointee.name)
+            let namespace = current.pointee.ns?.pointee.href.map { String(cString: $0) }
+            var value = ""
+            if let content = xmlNodeGetContent(UnsafeMutablePointer<xmlNode>(OpaquePointer(current))) {
+                value = String(cString: content)
+                tapedeck_xml_free(content)
+            }
+            result.append((name, namespace, value))
+            attribute = current.pointee.next
+        }
+        return result
+    }
+
+    /// True when the element has child elements, as opposed to text only.
+    public var hasChildElements: Bool {
+        !children.isEmpty
+    }
+
+    /// Serializes the element in a canonical form that ignores namespace prefixes,
+    /// attribute order and whitespace-only text: local names only, `xsi:type` with
+    /// its value's prefix removed, other namespaced attributes dropped, and
+    /// attributes sorted. Two envelopes that differ only in how a client library
+    /// spells them yield the same string, and the result is valid XML in a
+    /// context where `xsi` is declared and `urn:vim25` is the default namespace.
+    ///
+    /// `renamedTo` replaces the element's own name, for reusing a recorded `val`
+    /// as a `returnval`, say.
+    /// `ignoring` lists element paths below this element, such as
+    /// `config/annotation`, whose subtrees are left out.
+    public func canonicalXML(renamedTo name: String? = nil, ignoring ignored: Set<String> = []) -> String {
+        var output = ""
+        appendCanonical(to: &output, name: name ?? localName, path: localName, ignored: ignored)
+        return output
+    }
+
+    private func appendCanonical(to output: inout String, name: String, path: String, ignored: Set<String>) {
+        output += "<" + name
+        var pairs: [(String, String)] = []
+        for attribute in attributes {
+            if attribute.namespaceURI == SOAPEnvelope.schemaInstanceNamespace && attribute.name == "type" {
+                pairs.append(("xsi:type", canonicalType(attribute.value)))
+            } else if attribute.namespaceURI == nil {
+                pairs.append((attribute.name, attribute.value))
+            }
+        }
+        for (key, value) in pairs.sorted(by: { $0.0 < $1.0 }) {
+            output += " \(key)=\"\(escapeXML(value, attribute: true))\""
+        }
+        let elements = children
+        if elements.isEmpty {
+            let content = text
+            output += content.isEmpty ? "/>" : ">" + escapeXML(content, attribute: false) + "</\(name)>"
+            return
+        }
+        output += ">"
+        for child in elements {
+            let childPath = "\(path)/\(child.localName)"
+            if ignored.contains(childPath) { continue }
+            child.appendCanonical(to: &output, name: child.localName, path: childPath, ignored: ignored)
+        }
+        output += "</\(name)>"
+    }
+
+    /// Rewrites an `xsi:type` value so that XML Schema types keep the `xsd` prefix
+    /// and vSphere types have none, whatever prefixes the sender declared.
+    private func canonicalType(_ value: String) -> String {
+        let parts = value.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return value }
+        let namespace = xmlSearchNs(node.pointee.doc, node, parts[0])?.pointee.href.map { String(cString: $0) }
+        return namespace == "http://www.w3.org/2001/XMLSchema" ? "xsd:\(parts[1])" : parts[1]
+    }
+
+    /// Flattens the element into (path, value) leaves, such as
+    /// `("config/name", "vm-7")`, for naming the first field where two requests differ.
+    public func leaves(prefix: String = "") -> [(path: String, value: String)] {
+        let elements = children
+        let path = prefix.isEmpty ? localName : "\(prefix)/\(localName)"
+        guard !elements.isEmpty else {
+            let type = attribute("type").map { "\($0):" } ?? ""
+            return [(path, type + text)]
+        }
+        return elements.flatMap { $0.leaves(prefix: path) }
+    }
+}
+
+/// Escapes text for XML content or a double-quoted attribute value.
+public func escapeXML(_ text: String, attribute: Bool) -> String {
+    var result = ""
+    result.reserveCapacity(text.utf8.count)
+    for character in text {
+        switch character {
+        case "&": result += "&amp;"
+        case "<": result += "&lt;"
+        case ">": result += "&gt;"
+        case "\"" where attribute: result += "&quot;"
+        default: result.append(character)
+        }
+    }
+    return result
+}
