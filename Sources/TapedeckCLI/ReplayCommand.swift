@@ -17,6 +17,7 @@ struct ReplayCommand: Command {
           --order ORDER          arrival, recorded or seeded (default arrival)
           --on-miss ACTION       fault or close: what an unmatched request gets (default fault)
           --ignore PATH          leave this element path out of matching, such as config/annotation (repeatable)
+          --collector-semantics S  auto, vcenter or vcsim: what an empty-version wait returns (default auto)
           --strict               exit 1 at the end when any request missed or reused a recording
           --report FILE          write what was served, woken and missed to FILE as JSON at the end
           --log-level LEVEL      debug, info, warning or error (default info)
@@ -61,6 +62,12 @@ struct ReplayCommand: Command {
             configuration.onMiss = policy
         }
         configuration.ignoredPaths = Set(try arguments.values("--ignore"))
+        if let text = try arguments.value("--collector-semantics"), text != "auto" {
+            guard let semantics = PropertyCollectorModel.Semantics(rawValue: text) else {
+                throw .invalid("--collector-semantics", text, expected: "auto, vcenter or vcsim")
+            }
+            configuration.collectorSemantics = semantics
+        }
         strict = arguments.flag("--strict")
         reportFile = try arguments.value("--report")
         logLevel = try parseLogLevel(&arguments)

@@ -6,10 +6,12 @@ import TapedeckSOAP
 
 /// Moves finished exchanges off the connection threads: one writer thread parses
 /// their SOAP, redacts them and appends them to the cassette, so disk and
-/// compression never delay a client's response.
+/// compression do not delay a client's response.
 ///
-/// A crash loses only exchanges still queued here, which stays near zero because
-/// the writer keeps up with any load that vcsim or vCenter can produce.
+/// The queue holds at most `capacity` exchanges. When the writer falls behind, a
+/// full queue makes connection threads wait for room, which slows clients down
+/// instead of growing memory without bound. A crash loses only the exchanges
+/// still queued.
 final class RecordingQueue: @unchecked Sendable {
     private struct State {
         var pending: [Exchange] = []
@@ -21,6 +23,9 @@ final class RecordingQueue: @unchecked Sendable {
     private let logger: Logger
     private let state = Mutex(State())
     private let wakeUp = DispatchSemaphore(value: 0)
+    /// Free places in the queue.
+    private let room: DispatchSemaphore
+    static let capacity = 1024
     private let finished = DispatchSemaphore(value: 0)
     private let recordedCount = Atomic<Int>(0)
     private let failedCount = Atomic<Int>(0)
@@ -29,8 +34,10 @@ final class RecordingQueue: @unchecked Sendable {
         self.writer = writer
         self.redactor = redactor
         self.logger = logger
+        room = DispatchSemaphore(value: RecordingQueue.capacity)
         let thread = Thread { [self] in run() }
-        thread.name = "tapedeck-cassette-writer"
+        // Linux shows at most 15 characters of a thread name.
+        thread.name = "tapedeck-writer"
         thread.start()
     }
 
@@ -38,6 +45,7 @@ final class RecordingQueue: @unchecked Sendable {
     var failed: Int { failedCount.load(ordering: .relaxed) }
 
     func enqueue(_ exchange: Exchange) {
+        room.wait()
         state.withLock { $0.pending.append(exchange) }
         wakeUp.signal()
     }
@@ -57,7 +65,10 @@ final class RecordingQueue: @unchecked Sendable {
                 defer { state.pending.removeAll() }
                 return (state.pending, state.finishing)
             }
-            for exchange in batch { write(exchange) }
+            for exchange in batch {
+                write(exchange)
+                room.signal()
+            }
             if finishing && state.withLock({ $0.pending.isEmpty }) { break }
         }
         finished.signal()

@@ -89,7 +89,7 @@ extension PropertyCollectorModel {
             return .fault(type: "InvalidCollectorVersion", message: "The collector version '\(version)' is not valid for \(reference.value).", detail: "")
         }
         if version.isEmpty {
-            let answer = updateSet(of: collector, full: true) ?? ""
+            let answer = updateSet(of: collector, full: semantics == .vcenter, always: true) ?? ""
             lock.unlock()
             return .content(answer)
         }
@@ -173,9 +173,11 @@ extension PropertyCollectorModel {
 
     // MARK: - Update sets
 
-    /// Builds an UpdateSet, or returns nil when nothing changed (never for `full`).
-    /// Marks what it reports, so the next call sees only later changes.
-    private func updateSet(of collector: Collector, full: Bool) -> String? {
+    /// Builds an UpdateSet: with `full`, every object of every filter; otherwise
+    /// what changed since each filter last reported. Returns nil when nothing
+    /// changed, unless `always`. Marks what it reports, so the next call sees only
+    /// later changes.
+    private func updateSet(of collector: Collector, full: Bool, always: Bool = false) -> String? {
         let now = clock.elapsed()
         var filterSets = ""
         for (_, filter) in collector.filters {
@@ -202,7 +204,7 @@ extension PropertyCollectorModel {
                 filterSets += "<filterSet>\(SOAPBuilder.reference("filter", filter.reference))\(objectSets)</filterSet>"
             }
         }
-        if filterSets.isEmpty && !full { return nil }
+        if filterSets.isEmpty && !full && !always { return nil }
         collector.version += 1
         let version = String(collector.version)
         collector.issuedVersions.insert(version)

@@ -32,7 +32,9 @@ extension PropertyCollectorModel {
     func currentProperties(of object: ManagedObjectReference, at now: UInt64) -> [String: String] {
         guard let history = world.history(of: object) else { return [:] }
         var properties: [String: String] = [:]
-        for observation in history.observations where fireTime(of: observation.time, for: object, history: history) <= now {
+        // The first observation holds from the start: nothing earlier is known.
+        for (index, observation) in history.observations.enumerated()
+        where index == 0 || fireTime(of: observation.time, for: object, history: history) <= now {
             for (name, value) in observation.properties {
                 properties[name] = value
             }
@@ -74,9 +76,18 @@ extension PropertyCollectorModel {
     /// schedules a wake-up for each of its later recorded transitions.
     func taskCreated(_ task: ManagedObjectReference) {
         lock.withLock {
-            taskCreatedAt[task] = clock.elapsed()
+            let now = clock.elapsed()
+            taskCreatedAt[task] = now
             scheduled.remove(task)
             scheduleChanges(of: task)
+            guard let history = world.history(of: task), let recordedCreated = history.createdAt else { return }
+            for observation in history.observations {
+                guard let info = observation.properties["info"] ?? nil, let state = TaskInfoState.state(of: info) else { continue }
+                transitions.append(Transition(
+                    task: task.value, state: state,
+                    recordedOffsetMilliseconds: Double(observation.time &- min(observation.time, recordedCreated)) / 1e6,
+                    replayOffsetMilliseconds: Double(fireTime(of: observation.time, for: task, history: history) &- now) / 1e6))
+            }
         }
     }
 

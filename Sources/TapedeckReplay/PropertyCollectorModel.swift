@@ -6,12 +6,14 @@ import TapedeckSOAP
 /// Replay's PropertyCollector: collectors, filters and waits answered from the
 /// property values the cassette recorded, instead of from recorded bytes.
 ///
-/// Semantics follow the vSphere API reference and vcsim. A call with an empty
-/// version gets the current state of every filter on the collector. A later call
-/// gets the changes since each filter last reported, and those changes go to
-/// whichever call on the collector computes them first. So two concurrent waits
-/// on one collector can lose a wake-up, as they do on vCenter: when a watched
-/// object changes, exactly one waiting call is woken.
+/// A call with a version gets the changes since each filter last reported, and
+/// those changes go to whichever call on the collector computes them first. So
+/// two concurrent waits on one collector can lose a wake-up, as they do on
+/// vCenter: when a watched object changes, exactly one waiting call is woken.
+/// What a call with an empty version gets depends on `Semantics`.
+///
+/// Objects change only between recorded observations, at the recorded offsets:
+/// before its first observation an object reads as first observed.
 public final class PropertyCollectorModel: @unchecked Sendable {
     enum WaitKind: Sendable {
         case waitForUpdatesEx, waitForUpdates, checkForUpdates
@@ -23,6 +25,15 @@ public final class PropertyCollectorModel: @unchecked Sendable {
         case content(String)
         case fault(type: String, message: String, detail: String)
         case abandoned
+    }
+
+    /// What a call with an empty version returns.
+    public enum Semantics: String, Sendable, Codable, CaseIterable {
+        /// The vSphere API reference: the current state of every filter.
+        case vcenter
+        /// vcsim 0.24.2: only objects that no call on the collector has reported
+        /// yet, so a concurrent call can take another caller's initial state.
+        case vcsim
     }
 
     /// Which waiting call a change wakes.
@@ -53,6 +64,19 @@ public final class PropertyCollectorModel: @unchecked Sendable {
         /// The woken call's position among the calls then waiting, from 1.
         public var waiter: Int
         public var waiting: Int
+    }
+
+    /// When a task created during replay changes, relative to its creation.
+    /// Depends only on the cassette, the latency scale and the seed.
+    public struct Transition: Sendable, Equatable, Codable, Comparable {
+        public var task: String
+        public var state: String
+        public var recordedOffsetMilliseconds: Double
+        public var replayOffsetMilliseconds: Double
+
+        public static func < (lhs: Transition, rhs: Transition) -> Bool {
+            (lhs.replayOffsetMilliseconds, lhs.task) < (rhs.replayOffsetMilliseconds, rhs.task)
+        }
     }
 
     final class Collector {
@@ -87,6 +111,7 @@ public final class PropertyCollectorModel: @unchecked Sendable {
     }
 
     let world: RecordedWorld
+    let semantics: Semantics
     let clock: MonotonicClock
     let release: ReleasePolicy
     let timing: Timing
@@ -99,11 +124,13 @@ public final class PropertyCollectorModel: @unchecked Sendable {
     var nextIdentifier = 0
     var generators: [String: SeededGenerator] = [:]
     var releases: [Release] = []
+    var transitions: [Transition] = []
     /// Clock reading when replay started; recorded times count from here.
     let replayStart: UInt64
 
-    init(world: RecordedWorld, clock: MonotonicClock, release: ReleasePolicy, timing: Timing, logger: Logger) {
+    init(world: RecordedWorld, semantics: Semantics, clock: MonotonicClock, release: ReleasePolicy, timing: Timing, logger: Logger) {
         self.world = world
+        self.semantics = semantics
         self.clock = clock
         self.release = release
         self.timing = timing
@@ -113,5 +140,10 @@ public final class PropertyCollectorModel: @unchecked Sendable {
 
     var releaseLog: [Release] {
         lock.withLock { releases }
+    }
+
+    /// Every scheduled task transition, in replay order.
+    var transitionSchedule: [Transition] {
+        lock.withLock { transitions.sorted() }
     }
 }

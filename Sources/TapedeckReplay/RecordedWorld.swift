@@ -50,17 +50,14 @@ final class RecordedWorld: @unchecked Sendable {
         }
     }
 
-    /// Sorts observations and gives each task a `running` state from its creation
-    /// until its first recorded sighting, when that sighting is already final:
-    /// vcsim often finishes a task before the client first looks.
+    /// True when an update set carried version `-`, which vcsim uses and vCenter
+    /// never does; replay then follows vcsim's collector semantics.
+    private(set) var recordedByVCSim = false
+
+    /// Sorts each object's observations by time.
     func finish() {
         for (reference, var history) in histories {
             history.observations.sort { $0.time < $1.time }
-            if reference.type == "Task", let created = history.createdAt,
-               let first = history.observations.first, let info = first.properties["info"] ?? nil,
-               let running = TaskInfoState.runningCopy(of: info) {
-                history.observations.insert(Observation(time: created, properties: ["info": running]), at: 0)
-            }
             histories[reference] = history
         }
     }
@@ -70,6 +67,7 @@ final class RecordedWorld: @unchecked Sendable {
     }
 
     private func addUpdateSet(_ updateSet: XMLElement?, time: UInt64) {
+        if updateSet?.firstChild(named: "version")?.text == "-" { recordedByVCSim = true }
         for filterSet in updateSet?.children ?? [] where filterSet.localName == "filterSet" {
             for objectSet in filterSet.children where objectSet.localName == "objectSet" {
                 guard let object = objectSet.firstChild(named: "obj").map(reference(of:)) else { continue }
@@ -129,21 +127,4 @@ enum TaskInfoState {
         return String(info[start.upperBound..<end.lowerBound])
     }
 
-    /// Returns the info as it read while the task was still running: state
-    /// `running`, and no result, error or completion time. Nil when the info is
-    /// not final.
-    ///
-    /// The copy also leaves out the optional `name`. While a task runs, pyVim's
-    /// WaitForTask resolves `info.name` as a method, and vcsim records names such
-    /// as `CreateVm` that pyVmomi cannot resolve, so a synthesized running state
-    /// with that name would fail pyVmomi clients that the recording never failed.
-    static func runningCopy(of info: String) -> String? {
-        guard let state = state(of: info), terminal.contains(state) else { return nil }
-        var copy = info.replacingOccurrences(of: "<state>\(state)</state>", with: "<state>running</state>")
-        for element in ["result", "error", "completeTime", "name"] {
-            copy = copy.replacingOccurrences(
-                of: "<\(element)(\\s[^>]*)?(/>|>.*?</\(element)>)", with: "", options: .regularExpression)
-        }
-        return copy
-    }
 }

@@ -91,6 +91,9 @@ public struct ReplayConfiguration: Sendable {
     /// Element paths below the operation, such as `config/annotation`, left out
     /// of matching.
     public var ignoredPaths: Set<String> = []
+    /// What an empty-version wait returns; nil picks vcsim's semantics for a
+    /// cassette recorded from vcsim and the API reference's otherwise.
+    public var collectorSemantics: PropertyCollectorModel.Semantics?
 
     public init(cassettePath: String) {
         self.cassettePath = cassettePath

@@ -28,12 +28,17 @@ public struct ReplayReport: Codable, Sendable, Equatable {
     public var cassette: String
     public var seed: UInt64
     public var order: String
+    public var collectorSemantics: PropertyCollectorModel.Semantics
     public var requests = 0
     public var fromCassette = 0
     public var fromModel = 0
     public var heldUnanswered = 0
     public var assignments: [Assignment] = []
-    public var releases: [PropertyCollectorModelRelease] = []
+    /// Which waiting call each change woke, in the order it happened.
+    public var releases: [PropertyCollectorModel.Release] = []
+    /// Task transitions as scheduled, in replay order; fixed by the cassette and
+    /// the seed, unlike `releases`, which depend on the client's timing.
+    public var transitions: [PropertyCollectorModel.Transition] = []
     public var misses: [Miss] = []
 
     /// Requests that had no recorded response, plus recordings served again.
@@ -41,5 +46,3 @@ public struct ReplayReport: Codable, Sendable, Equatable {
         misses.count + assignments.filter(\.reused).count
     }
 }
-
-public typealias PropertyCollectorModelRelease = PropertyCollectorModel.Release

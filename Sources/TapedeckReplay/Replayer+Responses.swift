@@ -53,7 +53,11 @@ extension Replayer {
             return outcome
         }
         switch outcome {
-        case .hit(let index, _):
+        case .hit(let index, let occurrence):
+            logger.debug("request assigned a recording", [
+                "soap.operation": parsed.key.operation, "replay.session": session ?? "none",
+                "replay.occurrence": "\(occurrence)", "interaction.seq": "\(cassette.entries[index].exchange.sequence)",
+            ])
             return recordedResponse(cassette.entries[index], request: request, parsed: parsed)
         case .reused(let index, let occurrence):
             logger.info("more requests than recordings; serving the last recording again", [
@@ -108,7 +112,7 @@ extension Replayer {
 
     // MARK: - Model answers
 
-    func respond(_ answer: PropertyCollectorModel.Answer, operation: String, request: IncomingRequest, latency: UInt64?) -> OutgoingResponse? {
+    func respond(_ answer: PropertyCollectorModel.Answer, operation: String, request: IncomingRequest) -> OutgoingResponse? {
         wait(for: operation, recordedServerTime: 0, request: request, identity: "model")
         switch answer {
         case .content(let content):
@@ -151,21 +155,35 @@ extension Replayer {
 
     /// Sleeps so the response leaves when the latency policy says.
     private func wait(for operation: String, recordedServerTime: UInt64, request: IncomingRequest, identity: String) {
-        let policy = configuration.latencyOverrides[operation] ?? configuration.latency
+        let delay = Replayer.delay(
+            policy: configuration.latencyOverrides[operation] ?? configuration.latency,
+            recordedServerTime: recordedServerTime, elapsed: clock.elapsed() &- request.startedAt,
+            jitter: configuration.jitter, seed: configuration.seed, identity: "\(operation)|\(identity)")
+        if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1e9) }
+    }
+
+    /// Nanoseconds to wait before answering: the policy's delay less what has
+    /// already passed for `fixed`, plus jitter drawn from the seed and `identity`,
+    /// so one seed gives one jitter per request.
+    static func delay(
+        policy: LatencyPolicy, recordedServerTime: UInt64, elapsed: UInt64, jitter: Duration, seed: UInt64, identity: String
+    ) -> Int64 {
         var delay: Int64
         switch policy {
         case .recorded: delay = Int64(recordedServerTime)
         case .none: delay = 0
         case .scale(let factor): delay = Int64(Double(recordedServerTime) * factor)
-        case .fixed(let duration):
-            let elapsed = Int64(clock.elapsed() &- request.startedAt)
-            delay = max(0, Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000 - elapsed)
+        case .fixed(let duration): delay = max(0, nanoseconds(duration) - Int64(elapsed))
         }
-        let jitter = configuration.jitter.components.seconds * 1_000_000_000 + configuration.jitter.components.attoseconds / 1_000_000_000
-        if jitter > 0 {
-            var generator = SeededGenerator(seed: configuration.seed, stream: "jitter|\(operation)|\(identity)")
-            delay += Int64.random(in: 0..<jitter, using: &generator)
+        let spread = nanoseconds(jitter)
+        if spread > 0 {
+            var generator = SeededGenerator(seed: seed, stream: "jitter|\(identity)")
+            delay += Int64.random(in: 0..<spread, using: &generator)
         }
-        if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1e9) }
+        return delay
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     }
 }

@@ -43,16 +43,19 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         if case .scale(let factor) = configuration.latency { timing.scale = factor }
         timing.seed = seeded ? configuration.seed : nil
         timing.absolute = configuration.order == .recorded
+        let semantics = configuration.collectorSemantics ?? (cassette.world.recordedByVCSim ? .vcsim : .vcenter)
         model = PropertyCollectorModel(
-            world: cassette.world, clock: clock,
+            world: cassette.world, semantics: semantics, clock: clock,
             release: seeded ? .seeded(configuration.seed) : .longestWaiting, timing: timing, logger: logger)
-        report = ReplayReport(cassette: configuration.cassettePath, seed: configuration.seed, order: configuration.order.rawValue)
+        report = ReplayReport(
+            cassette: configuration.cassettePath, seed: configuration.seed, order: configuration.order.rawValue,
+            collectorSemantics: semantics)
 
         server = try HTTPServer(configuration: configuration.listen, clock: clock, logger: logger, handler: self)
         logger.info("replaying", [
             "cassette.path": configuration.cassettePath, "replay.exchanges": "\(cassette.entries.count)",
             "replay.sessions": "\(cassette.sessionsInLoginOrder.count)", "replay.order": configuration.order.rawValue,
-            "replay.seed": "\(configuration.seed)",
+            "replay.seed": "\(configuration.seed)", "replay.collectorSemantics": semantics.rawValue,
         ])
     }
 
@@ -69,6 +72,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         lock.withLock {
             var copy = report
             copy.releases = model.releaseLog
+            copy.transitions = model.transitionSchedule
             return copy
         }
     }
@@ -103,7 +107,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         }
         if let answer = modelAnswer(parsed, session: session, client: request.client) {
             lock.withLock { report.fromModel += 1 }
-            return respond(answer, operation: operation, request: request, latency: nil)
+            return respond(answer, operation: operation, request: request)
         }
         return respondFromCassette(request, parsed: parsed, session: session)
     }

@@ -12,17 +12,29 @@ extension Redactor {
         "Assertion": .ticket,  // a SAML assertion outside a Security header
     ]
 
+    /// Operations whose responses carry a session key or a ticket.
+    static let secretReturningOperations = sessionReturningOperations.union([
+        "AcquireCloneTicket", "AcquireSessionTicket", "AcquireGenericServiceTicket", "AcquireTicket",
+        "AcquireMksTicket", "AcquireCredentialsInGuest",
+    ])
+
+    static let userSessionMarker = Data("UserSession".utf8)
+
     static let valueElementPattern = try! NSRegularExpression(
         pattern: "(<(?:[A-Za-z_][\\w.-]*:)?value(?:\\s[^>]*)?>)([^<]*)(</(?:[A-Za-z_][\\w.-]*:)?value\\s*>)")
 
     /// Operations whose `returnval` is a `UserSession`, whose `key` is a secret.
     static let sessionReturningOperations: Set<String> = [
         "Login", "LoginByToken", "LoginBySSPI", "LoginExtensionByCertificate",
-        "LoginExtensionBySubjectName", "LoginExtensionByCertificate", "ImpersonateUser", "CloneSession",
+        "LoginExtensionBySubjectName", "ImpersonateUser", "CloneSession",
     ]
 
     func redactBody(_ body: Body, side: String) -> Body {
-        guard case .bytes(let data) = body, var text = String(data: data, encoding: .utf8) else { return body }
+        guard case .bytes(let data) = body else { return body }
+        // Most bodies (update sets, property retrievals) hold none of the names the
+        // rules look for, and a byte search is far cheaper than a regular expression.
+        guard !userPatterns.isEmpty || triggers.contains(where: { data.range(of: $0) != nil }) else { return body }
+        guard var text = String(data: data, encoding: .utf8) else { return body }
         let location = "\(side) body"
         let trimmed = text.drop { $0.isWhitespace }
 
@@ -33,6 +45,19 @@ extension Redactor {
         }
         text = redactUserPatterns(text, location: location)
         return .bytes(Data(text.utf8))
+    }
+
+    /// Byte strings at least one of which a body must contain for any element or
+    /// JSON rule to match it.
+    static func makeTriggers(_ rules: [RedactionRule]) -> [Data] {
+        var words = Set(secretElements.keys).union(["assword"])
+        for rule in rules {
+            switch rule {
+            case .element(let name), .jsonKey(let name): words.insert(name)
+            case .header, .pattern: break
+            }
+        }
+        return words.sorted().map { Data($0.utf8) }
     }
 
     // MARK: - XML
@@ -110,7 +135,10 @@ extension Redactor {
         if let session = restSessionToken(exchange) {
             _ = replaceSecret(session, kind: .session, location: "response body REST session")
         }
-        guard let call = exchange.soap, let body = exchange.response?.body.data, !body.isEmpty,
+        guard let call = exchange.soap, let body = exchange.response?.body.data, !body.isEmpty else { return }
+        // Parsing every response would dominate the writer's time, so parse only
+        // those that can hand out a session key or a ticket.
+        guard Self.secretReturningOperations.contains(call.operation) || body.range(of: Self.userSessionMarker) != nil,
               let returnValue = try? SOAPEnvelope.bodyElement(of: body).firstChild(named: "returnval")
         else { return }
 

@@ -42,6 +42,7 @@ public final class Redactor {
     let userPatterns: [NSRegularExpression]
     let elementPattern: NSRegularExpression
     let jsonPattern: NSRegularExpression
+    let triggers: [Data]
     private var placeholders: [String: String] = [:]
     private var counters: [Kind: Int] = [:]
     /// Remembered secrets, longest first so that no secret is cut by a shorter one.
@@ -56,6 +57,7 @@ public final class Redactor {
         }
         elementPattern = Redactor.makeElementPattern(rules)
         jsonPattern = Redactor.makeJSONPattern(rules)
+        triggers = Redactor.makeTriggers(rules)
     }
 
     /// Redacts the exchange in place, sets its session from the session cookie, and

@@ -57,6 +57,7 @@ final class CommandLineTests: XCTestCase {
 
             Commands:
               record   Record client traffic to vCenter into a new cassette.
+              replay   Serve a cassette offline, with controlled latency and ordering.
               inspect  Summarize a cassette: operations, sessions, tasks and unanswered exchanges.
               cat      Print a cassette's exchanges as a readable transcript, or as JSON lines.
               scan     Check a cassette for secrets that redaction should have removed.
