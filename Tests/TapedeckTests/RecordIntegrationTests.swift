@@ -110,11 +110,19 @@ final class RecordIntegrationTests: XCTestCase {
     }
 
     func testSharedCollectorBlockedWaitsAreUnanswered() throws {
-        let vcsim = try VCSim(directory: directory)
-        let recorder = try RecorderProcess(upstream: vcsim.origin, cassette: cassettePath(), directory: directory)
-        let run = try Workloads.govmomi(
-            url: recorder.sdkURL, password: vcsim.password, wait: "shared", waitTimeout: "3s", directory: directory)
-        XCTAssertEqual(try recorder.stop(), 0)
+        // About 1 run in 140 against vcsim blocks no wait at all, because the
+        // count depends on how the first waiters' calls interleave; one retry
+        // keeps that from failing the suite.
+        var recorder: RecorderProcess!
+        var run: WorkloadRun!
+        for _ in 1...2 {
+            let vcsim = try VCSim(directory: directory)
+            recorder = try RecorderProcess(upstream: vcsim.origin, cassette: cassettePath(), directory: directory)
+            run = try Workloads.govmomi(
+                url: recorder.sdkURL, password: vcsim.password, wait: "shared", waitTimeout: "3s", directory: directory)
+            XCTAssertEqual(try recorder.stop(), 0)
+            if run.result.blocked > 0 { break }
+        }
 
         XCTAssertEqual(run.status, 1, "the shared-collector pattern blocks waits against vcsim")
         XCTAssertGreaterThan(run.result.blocked, 0)

@@ -87,11 +87,13 @@ final class ManagedProcess {
         return process.terminationStatus
     }
 
-    /// Waits until `file` holds one line and returns it.
+    /// Waits until `file` exists and returns its first line. Both tapedeck and the
+    /// vcsim launcher write ready files by renaming a finished temporary file, so
+    /// any content is complete.
     func waitForReadyFile(_ file: URL, timeout: TimeInterval = 30) throws -> String {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if let text = try? String(contentsOf: file, encoding: .utf8), text.hasSuffix("\n") {
+            if let text = try? String(contentsOf: file, encoding: .utf8), !text.isEmpty {
                 return text.trimmingCharacters(in: .whitespacesAndNewlines)
             }
             guard process.isRunning else {
