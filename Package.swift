@@ -7,6 +7,7 @@ let package = Package(
         .executable(name: "tapedeck", targets: ["tapedeck"]),
         .library(name: "TapedeckRecord", targets: ["TapedeckRecord"]),
         .library(name: "TapedeckReplay", targets: ["TapedeckReplay"]),
+        .library(name: "TapedeckVerify", targets: ["TapedeckVerify"]),
     ],
     targets: [
         // C libraries from Debian, each wrapped by one Swift file.
@@ -35,15 +36,20 @@ let package = Package(
             name: "TapedeckReplay",
             dependencies: ["TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckHTTP"]),
         .target(
+            name: "TapedeckVerify",
+            dependencies: ["TapedeckCore", "TapedeckCassette", "TapedeckSOAP"]),
+        .target(
             name: "TapedeckCLI",
-            dependencies: ["TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckRecord", "TapedeckReplay"]),
+            dependencies: [
+                "TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckRecord", "TapedeckReplay", "TapedeckVerify",
+            ]),
         .executableTarget(name: "tapedeck", dependencies: ["TapedeckCLI"]),
 
         .testTarget(
             name: "TapedeckTests",
             dependencies: [
                 "TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckHTTP",
-                "TapedeckRecord", "TapedeckReplay", "TapedeckCLI", "tapedeck",
+                "TapedeckRecord", "TapedeckReplay", "TapedeckVerify", "TapedeckCLI", "tapedeck",
             ]),
     ]
 )
