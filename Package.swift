@@ -39,9 +39,13 @@ let package = Package(
             name: "TapedeckVerify",
             dependencies: ["TapedeckCore", "TapedeckCassette", "TapedeckSOAP"]),
         .target(
+            name: "TapedeckFuzz",
+            dependencies: ["TapedeckCore", "TapedeckCassette", "TapedeckReplay", "TapedeckVerify"]),
+        .target(
             name: "TapedeckCLI",
             dependencies: [
                 "TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckRecord", "TapedeckReplay", "TapedeckVerify",
+                "TapedeckFuzz",
             ]),
         .executableTarget(name: "tapedeck", dependencies: ["TapedeckCLI"]),
 
@@ -49,7 +53,7 @@ let package = Package(
             name: "TapedeckTests",
             dependencies: [
                 "TapedeckCore", "TapedeckCassette", "TapedeckSOAP", "TapedeckHTTP",
-                "TapedeckRecord", "TapedeckReplay", "TapedeckVerify", "TapedeckCLI", "tapedeck",
+                "TapedeckRecord", "TapedeckReplay", "TapedeckVerify", "TapedeckFuzz", "TapedeckCLI", "tapedeck",
             ]),
     ]
 )

@@ -52,6 +52,14 @@ struct Arguments {
         return value
     }
 
+    /// Removes and returns the words after `--`, which belong to another command.
+    mutating func trailingCommand() -> [String] {
+        guard let separator = words.firstIndex(of: "--") else { return [] }
+        let command = Array(words[(separator + 1)...])
+        words.removeSubrange(separator...)
+        return command
+    }
+
     /// Removes and returns the first word that is not an option.
     mutating func positional() -> String? {
         guard let index = words.firstIndex(where: { !$0.hasPrefix("-") || $0 == "-" }) else { return nil }

@@ -5,7 +5,7 @@ import TapedeckCore
 public enum CommandLineTool {
     static var commands: [any Command.Type] {
         [
-            RecordCommand.self, ReplayCommand.self, VerifyCommand.self, InspectCommand.self, CatCommand.self, ScanCommand.self,
+            RecordCommand.self, ReplayCommand.self, VerifyCommand.self, FuzzCommand.self, InspectCommand.self, CatCommand.self, ScanCommand.self,
         ]
     }
 

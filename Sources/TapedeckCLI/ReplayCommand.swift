@@ -1,6 +1,8 @@
 import Foundation
 import TapedeckCore
+import TapedeckFuzz
 import TapedeckReplay
+import TapedeckVerify
 
 struct ReplayCommand: Command {
     static let name = "replay"
@@ -20,6 +22,9 @@ struct ReplayCommand: Command {
           --collector-semantics S  auto, vcenter or vcsim: what an empty-version wait returns (default auto)
           --strict               exit 1 at the end when any request missed or reused a recording
           --report FILE          write what was served, woken and missed to FILE as JSON at the end
+          --verify               at the end, verify the served task flows; exit 1 if any blocked or broke the protocol
+          --schedule FILE        release responses in the order a saved fuzz schedule gives
+          --schedule-mode MODE   strict stops following the schedule at the first divergence; tolerant continues with seeded choices (default tolerant)
           --log-level LEVEL      debug, info, warning or error (default info)
           -h, --help             show this help
         """
@@ -27,6 +32,7 @@ struct ReplayCommand: Command {
     var configuration: ReplayConfiguration
     var readyFile: String?
     var strict = false
+    var verify = false
     var reportFile: String?
     var logLevel = Logger.Level.info
 
@@ -69,6 +75,25 @@ struct ReplayCommand: Command {
             configuration.collectorSemantics = semantics
         }
         strict = arguments.flag("--strict")
+        verify = arguments.flag("--verify")
+        configuration.keepsServedExchanges = verify
+        let mode = try arguments.value("--schedule-mode") ?? "tolerant"
+        guard ["strict", "tolerant"].contains(mode) else { throw .invalid("--schedule-mode", mode, expected: "strict or tolerant") }
+        if let path = try arguments.value("--schedule") {
+            let schedule: FuzzSchedule
+            do {
+                schedule = try FuzzSchedule.load(path)
+            } catch {
+                throw UsageError("\(error)")
+            }
+            var options = SchedulingOptions(strategy: .saved(steps: schedule.steps, strict: mode == "strict", fallbackSeed: schedule.seed))
+            options.settle = .nanoseconds(Int64(schedule.settleMilliseconds * 1e6))
+            options.hangTimeout = .nanoseconds(Int64(schedule.hangTimeoutMilliseconds * 1e6))
+            configuration.scheduling = options
+            configuration.order = .seeded
+            configuration.seed = schedule.seed
+            configuration.latency = (try? LatencyPolicy(parsing: schedule.latency)) ?? .none
+        }
         reportFile = try arguments.value("--report")
         logLevel = try parseLogLevel(&arguments)
     }
@@ -97,6 +122,15 @@ struct ReplayCommand: Command {
             try encoder.encode(report).write(to: URL(fileURLWithPath: reportFile))
         }
         context.printError("served \(report.requests) requests: \(report.fromCassette) from the cassette, \(report.fromModel) from the property collector model, \(report.misses.count) missed")
+        if let divergence = report.scheduleDivergence {
+            context.printError("schedule diverged at \(divergence)")
+        }
+        var failed = false
+        if verify {
+            let verification = Verifier.verify(replayer.servedExchanges)
+            context.print(VerificationOutput.text(verification, source: "replay of \(configuration.cassettePath)"))
+            failed = verification.failed
+        }
         if strict && report.problems > 0 {
             for miss in report.misses { context.printError("miss: \(miss.message)") }
             for reuse in report.assignments where reuse.reused {
@@ -104,7 +138,7 @@ struct ReplayCommand: Command {
             }
             return .failure
         }
-        return .success
+        return failed ? .failure : .success
     }
 }
 

@@ -84,6 +84,9 @@ public struct Unanswered: Codable, Sendable, Equatable {
         case upstreamFailed = "upstream-failed"
         /// The recorder stopped while the exchange was still waiting.
         case recorderStopped = "recorder-stopped"
+        /// Still waiting when the stream was read; only in live streams, never in
+        /// a cassette.
+        case pending
     }
 
     public var reason: Reason

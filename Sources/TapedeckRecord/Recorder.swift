@@ -169,7 +169,7 @@ public final class Recorder: HTTPRequestHandler, @unchecked Sendable {
             "http.path": String(request.path.prefix { $0 != "?" }), "error": error.description,
         ]
         switch reason {
-        case .clientDisconnected:
+        case .clientDisconnected, .pending:
             logger.info("client disconnected before the upstream answered", metadata)
             return nil
         case .recorderStopped:

@@ -94,8 +94,24 @@ public struct ReplayConfiguration: Sendable {
     /// What an empty-version wait returns; nil picks vcsim's semantics for a
     /// cassette recorded from vcsim and the API reference's otherwise.
     public var collectorSemantics: PropertyCollectorModel.Semantics?
+    /// When set, responses are released one at a time by a `Scheduler`.
+    public var scheduling: SchedulingOptions?
+    /// Keep every served exchange in memory, for `Replayer.servedExchanges`.
+    public var keepsServedExchanges = false
 
     public init(cassettePath: String) {
         self.cassettePath = cassettePath
+    }
+}
+
+public struct SchedulingOptions: Sendable {
+    public var strategy: Scheduler.Strategy
+    /// Quiet time that makes a decision point.
+    public var settle: Duration = .milliseconds(5)
+    /// No response is held longer than this.
+    public var hangTimeout: Duration = .seconds(2)
+
+    public init(strategy: Scheduler.Strategy) {
+        self.strategy = strategy
     }
 }

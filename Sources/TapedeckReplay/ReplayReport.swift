@@ -40,6 +40,9 @@ public struct ReplayReport: Codable, Sendable, Equatable {
     /// the seed, unlike `releases`, which depend on the client's timing.
     public var transitions: [PropertyCollectorModel.Transition] = []
     public var misses: [Miss] = []
+    /// The scheduler's decisions, when one ran.
+    public var schedule: [Scheduler.Step] = []
+    public var scheduleDivergence: String?
 
     /// Requests that had no recorded response, plus recordings served again.
     public var problems: Int {

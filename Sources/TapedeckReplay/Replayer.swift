@@ -27,6 +27,21 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
     var cookiesBySession: [String: String] = [:]
     var loginCount = 0
     let stopping = ReplayFlag()
+    public let scheduler: Scheduler?
+    var served: [Exchange] = []
+    var inFlight: [Int: Exchange] = [:]
+    var nextSequence = 0
+    private let lastArrival = Atomic<UInt64>(0)
+
+    /// Nanoseconds since the last request arrived.
+    public var quietTime: UInt64 {
+        clock.elapsed() &- lastArrival.load(ordering: .relaxed)
+    }
+
+    /// Requests received whose responses have not been sent yet.
+    public var pendingRequests: Int {
+        lock.withLock { inFlight.count }
+    }
 
     /// Loads the cassette and starts listening. Throws `CassetteError` for an
     /// unreadable cassette and `HTTPServerError` for an unusable address.
@@ -50,6 +65,13 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         report = ReplayReport(
             cassette: configuration.cassettePath, seed: configuration.seed, order: configuration.order.rawValue,
             collectorSemantics: semantics)
+        if let options = configuration.scheduling {
+            scheduler = Scheduler(
+                strategy: options.strategy, settle: UInt64(Replayer.nanoseconds(options.settle)),
+                hangTimeout: UInt64(Replayer.nanoseconds(options.hangTimeout)), clock: clock, logger: logger)
+        } else {
+            scheduler = nil
+        }
 
         server = try HTTPServer(configuration: configuration.listen, clock: clock, logger: logger, handler: self)
         logger.info("replaying", [
@@ -73,6 +95,8 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
             var copy = report
             copy.releases = model.releaseLog
             copy.transitions = model.transitionSchedule
+            copy.schedule = scheduler?.log ?? []
+            copy.scheduleDivergence = scheduler?.divergenceMessage
             return copy
         }
     }
@@ -81,6 +105,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
     @discardableResult
     public func stop() -> ReplayReport {
         stopping.set()
+        scheduler?.stop()
         server.stopAccepting()
         server.stop()
         let final = currentReport
@@ -94,12 +119,67 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
     // MARK: - Routing
 
     public func handle(_ request: IncomingRequest) -> OutgoingResponse? {
+        scheduler?.noteArrival()
+        lastArrival.store(clock.elapsed(), ordering: .relaxed)
         let body = Replayer.bodyData(request.body)
         let parsed = ParsedRequest(method: request.method, path: request.path, body: body, ignoredPaths: configuration.ignoredPaths)
-        let session = lock.withLock {
+        let (session, sequence) = lock.withLock {
             report.requests += 1
-            return Replayer.sessionCookie(in: request.headers).flatMap { sessionsByCookie[$0] }
+            nextSequence += 1
+            return (Replayer.sessionCookie(in: request.headers).flatMap { sessionsByCookie[$0] }, nextSequence)
         }
+        var exchange = Exchange(
+            sequence: sequence, connection: request.connectionID, session: session,
+            timing: Timing(requestStart: request.startedAt, requestEnd: request.completedAt),
+            request: Request(method: request.method, path: request.path, headers: request.headers, body: Body(body)))
+        if configuration.keepsServedExchanges { lock.withLock { inFlight[sequence] = exchange } }
+
+        var response = route(request, parsed: parsed, session: session)
+        if response != nil, let scheduler {
+            scheduler.hold(label: Replayer.scheduleLabel(parsed), connection: request.connectionID, recordedSequence: sequence)
+            if request.client.isClosed { response = nil }
+        }
+        if configuration.keepsServedExchanges {
+            let now = clock.elapsed()
+            if let response {
+                exchange.timing.responseStart = now
+                exchange.timing.responseEnd = now
+                exchange.response = Response(status: response.status, headers: response.headers, body: Body(Replayer.bodyData(response.body)))
+            } else {
+                exchange.unanswered = Unanswered(reason: .clientDisconnected, detail: "no response was sent", at: now)
+            }
+            // The session of a login is the one it was just mapped to.
+            if exchange.session == nil, let cookie = response?.headers.first(where: { $0.name.lowercased() == "set-cookie" })?.value {
+                exchange.session = lock.withLock { sessionsByCookie.first { cookie.contains($0.key) }?.value }
+            }
+            lock.withLock {
+                inFlight[sequence] = nil
+                served.append(exchange)
+            }
+        }
+        return response
+    }
+
+    /// Every exchange served so far, with requests still waiting marked pending.
+    public var servedExchanges: [Exchange] {
+        lock.withLock {
+            let now = clock.elapsed()
+            return served + inFlight.values.map { pending in
+                var copy = pending
+                copy.unanswered = Unanswered(reason: .pending, detail: "still waiting for a response", at: now)
+                return copy
+            }
+        }
+    }
+
+    /// A name for a held response that is the same in every run of the same
+    /// client: the operation, its target, and a digest of its arguments.
+    static func scheduleLabel(_ parsed: ParsedRequest) -> String {
+        let digest = SHA256.hexDigest(Data(parsed.key.arguments.utf8)).prefix(8)
+        return "\(parsed.key.operation) \(parsed.key.this?.value ?? "-") \(digest)"
+    }
+
+    private func route(_ request: IncomingRequest, parsed: ParsedRequest, session: String?) -> OutgoingResponse? {
         let operation = parsed.key.operation
 
         if ParsedRequest.loginOperations.contains(operation) {
