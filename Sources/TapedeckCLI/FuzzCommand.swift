@@ -19,6 +19,7 @@ struct FuzzCommand: Command {
           --hang-timeout DURATION  longest a ready response is held (default 2s)
           --run-timeout DURATION   longest one run may take (default 60s)
           --latency POLICY       replay latency, as for replay (default none)
+          --fault RULE           inject OPERATION:KIND[:PROBABILITY|@N] in every run, seeded by the run (repeatable)
           --schedules DIR        where failing runs' schedules go (default fuzz-schedules)
           --schedule FILE        follow this saved schedule in every run, to check that it reproduces its verdict
           --log-level LEVEL      debug, info, warning or error (default warning)
@@ -76,6 +77,7 @@ struct FuzzCommand: Command {
             }
         }
         if let directory = try arguments.value("--schedules") { configuration.scheduleDirectory = directory }
+        configuration.faults = try parseFaults(&arguments)
         if let path = try arguments.value("--schedule") {
             do {
                 let schedule = try FuzzSchedule.load(path)

@@ -22,6 +22,7 @@ struct ReplayCommand: Command {
           --collector-semantics S  auto, vcenter or vcsim: what an empty-version wait returns (default auto)
           --strict               exit 1 at the end when any request missed or reused a recording
           --report FILE          write what was served, woken and missed to FILE as JSON at the end
+          --fault RULE           inject OPERATION:KIND[:PROBABILITY|@N], seeded by --seed (repeatable; see docs/fuzzing.md)
           --verify               at the end, verify the served task flows; exit 1 if any blocked or broke the protocol
           --schedule FILE        release responses in the order a saved fuzz schedule gives
           --schedule-mode MODE   strict stops following the schedule at the first divergence; tolerant continues with seeded choices (default tolerant)
@@ -75,6 +76,7 @@ struct ReplayCommand: Command {
             configuration.collectorSemantics = semantics
         }
         strict = arguments.flag("--strict")
+        configuration.faults = try parseFaults(&arguments)
         verify = arguments.flag("--verify")
         configuration.keepsServedExchanges = verify
         let mode = try arguments.value("--schedule-mode") ?? "tolerant"
@@ -154,4 +156,17 @@ func announce(_ url: String, readyFile: String?, context: CommandContext) throws
     } catch {
         throw RunError("could not write --ready-file '\(readyFile)': \(error); check that its directory exists and is writable")
     }
+}
+
+/// Parses every `--fault` rule.
+func parseFaults(_ arguments: inout Arguments) throws(UsageError) -> [FaultRule] {
+    var rules: [FaultRule] = []
+    for text in try arguments.values("--fault") {
+        do {
+            rules.append(try FaultRule(parsing: text))
+        } catch {
+            throw UsageError(error.description)
+        }
+    }
+    return rules
 }

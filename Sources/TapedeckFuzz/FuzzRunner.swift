@@ -26,6 +26,7 @@ public struct FuzzConfiguration: Sendable {
     /// Wall-clock limit for one run.
     public var runTimeout: Duration = .seconds(60)
     public var latency = LatencyPolicy.none
+    public var faults: [FaultRule] = []
     public var scheduleDirectory = "fuzz-schedules"
     /// When set, every run follows this saved schedule instead of a strategy.
     public var savedSchedule: FuzzSchedule?
@@ -46,6 +47,9 @@ public struct FuzzRunResult: Sendable, Codable {
     public var clientStatus: Int32?
     /// True when the run was stopped because a blocked flow was proven.
     public var stoppedEarly: Bool
+    /// For a run stopped early: milliseconds from the client's last request to
+    /// the proof.
+    public var verdictDelayMilliseconds: Double?
     public var milliseconds: Double
     public var schedulePath: String?
 
@@ -111,6 +115,7 @@ public final class FuzzRunner {
         replay.order = .seeded
         replay.seed = seed
         replay.keepsServedExchanges = true
+        replay.faults = configuration.faults
         var scheduling = SchedulingOptions(strategy: strategy)
         scheduling.settle = configuration.settle
         scheduling.hangTimeout = configuration.hangTimeout
@@ -118,7 +123,7 @@ public final class FuzzRunner {
         let replayer = try Replayer(configuration: replay, logger: logger.with(["fuzz.run": "\(index)"]))
 
         let client = try ClientProcess(configuration.client, url: replayer.url)
-        let stoppedEarly = watch(client, replayer: replayer)
+        let verdictDelay = watch(client, replayer: replayer)
         let clientStatus = client.finish()
         let replayReport = replayer.stop()
         // Waits abandoned by the killed client finish within the model's 50 ms poll.
@@ -127,7 +132,7 @@ public final class FuzzRunner {
 
         var result = FuzzRunResult(
             run: index, seed: seed, strategy: name, report: report, clientStatus: clientStatus,
-            stoppedEarly: stoppedEarly, milliseconds: Date().timeIntervalSince(started) * 1000, schedulePath: nil)
+            stoppedEarly: verdictDelay != nil, verdictDelayMilliseconds: verdictDelay.map { Double($0) / 1e6 }, milliseconds: Date().timeIntervalSince(started) * 1000, schedulePath: nil)
         if result.failed && configuration.savedSchedule == nil {
             result.schedulePath = try save(FuzzSchedule(
                 tool: configuration.toolVersion, cassette: configuration.cassettePath, cassetteSHA256: cassetteDigest,
@@ -141,8 +146,9 @@ public final class FuzzRunner {
 
     /// Waits for the client to exit. Stops it early once the client has been quiet
     /// for the settle window plus the hang timeout while requests are pending, and
-    /// the stream so far proves a flow blocked; returns whether it did.
-    private func watch(_ client: ClientProcess, replayer: Replayer) -> Bool {
+    /// the stream so far proves a flow blocked; returns how long the client had
+    /// been quiet then, in nanoseconds, or nil when it was not stopped early.
+    private func watch(_ client: ClientProcess, replayer: Replayer) -> UInt64? {
         let deadline = Date().addingTimeInterval(Double(Replayer.nanoseconds(configuration.runTimeout)) / 1e9)
         let quietLimit = UInt64(Replayer.nanoseconds(configuration.settle) + Replayer.nanoseconds(configuration.hangTimeout))
         var lastCheck: UInt64 = 0
@@ -153,10 +159,10 @@ public final class FuzzRunner {
             lastCheck = quiet
             if Verifier.verify(replayer.servedExchanges).count(.blockedForever) > 0 {
                 logger.debug("blocked flow proven; stopping the client", ["fuzz.quietMilliseconds": "\(quiet / 1_000_000)"])
-                return true
+                return quiet
             }
         }
-        return false
+        return nil
     }
 
     private func save(_ schedule: FuzzSchedule) throws -> String {

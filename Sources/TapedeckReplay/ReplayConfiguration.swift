@@ -96,6 +96,8 @@ public struct ReplayConfiguration: Sendable {
     public var collectorSemantics: PropertyCollectorModel.Semantics?
     /// When set, responses are released one at a time by a `Scheduler`.
     public var scheduling: SchedulingOptions?
+    /// Faults to inject, each drawn from `seed`.
+    public var faults: [FaultRule] = []
     /// Keep every served exchange in memory, for `Replayer.servedExchanges`.
     public var keepsServedExchanges = false
 

@@ -43,6 +43,8 @@ public struct ReplayReport: Codable, Sendable, Equatable {
     /// The scheduler's decisions, when one ran.
     public var schedule: [Scheduler.Step] = []
     public var scheduleDivergence: String?
+    /// Each injected fault and the request it hit.
+    public var injectedFaults: [String] = []
 
     /// Requests that had no recorded response, plus recordings served again.
     public var problems: Int {

@@ -28,6 +28,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
     var loginCount = 0
     let stopping = ReplayFlag()
     public let scheduler: Scheduler?
+    let faults: FaultInjector
     var served: [Exchange] = []
     var inFlight: [Int: Exchange] = [:]
     var nextSequence = 0
@@ -65,6 +66,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         report = ReplayReport(
             cassette: configuration.cassettePath, seed: configuration.seed, order: configuration.order.rawValue,
             collectorSemantics: semantics)
+        faults = FaultInjector(rules: configuration.faults, seed: configuration.seed)
         if let options = configuration.scheduling {
             scheduler = Scheduler(
                 strategy: options.strategy, settle: UInt64(Replayer.nanoseconds(options.settle)),
@@ -181,6 +183,15 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
 
     private func route(_ request: IncomingRequest, parsed: ParsedRequest, session: String?) -> OutgoingResponse? {
         let operation = parsed.key.operation
+        if let rule = faults.fault(for: operation) {
+            lock.withLock { report.injectedFaults.append("\(rule.text) on \(parsed.key.description)") }
+            logger.info("fault injected", ["soap.operation": operation, "replay.fault": rule.text])
+            switch FaultInjector.effect(of: rule, operation: operation) {
+            case .respond(let response): return response
+            case .close: return nil
+            case .proceed: break
+            }
+        }
 
         if ParsedRequest.loginOperations.contains(operation) {
             return respondToLogin(request, parsed: parsed)

@@ -40,7 +40,13 @@ struct WireFacts {
         let this = request.firstChild(named: "_this")?.text ?? ""
         let responseBody = exchange.response?.body.data ?? Data()
         let response = responseBody.isEmpty ? nil : try? SOAPEnvelope.bodyElement(of: responseBody)
-        fault = response?.localName == "Fault" ? (SOAPEnvelope.faultType(of: responseBody) ?? "SOAPFault") : nil
+        if response?.localName == "Fault" {
+            fault = SOAPEnvelope.faultType(of: responseBody) ?? "SOAPFault"
+        } else if let status = exchange.response?.status, status >= 400 {
+            fault = "HTTP \(status)"
+        } else {
+            fault = nil
+        }
         finalTasks = response.map(WireFacts.finalTasks(in:)) ?? []
         let returnValue = fault == nil ? response?.firstChild(named: "returnval") : nil
 
