@@ -13,7 +13,7 @@ public enum CommandLineTool {
         let width = commands.map { $0.name.count }.max() ?? 0
         let lines = commands.map { "  \($0.name.padding(toLength: width, withPad: " ", startingAt: 0))  \($0.summary)" }
         return """
-            tapedeck \(tapedeckVersion): record, inspect and check vSphere API traffic.
+            tapedeck \(tapedeckVersion): record, replay, verify and fuzz vSphere API traffic.
 
             Usage: tapedeck <command> [options]
 

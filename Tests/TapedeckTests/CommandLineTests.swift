@@ -51,13 +51,15 @@ final class CommandLineTests: XCTestCase {
         let result = run(["--help"])
         XCTAssertEqual(result.code, .success)
         XCTAssertEqual(result.output, """
-            tapedeck 0.1.0: record, inspect and check vSphere API traffic.
+            tapedeck 0.1.0: record, replay, verify and fuzz vSphere API traffic.
 
             Usage: tapedeck <command> [options]
 
             Commands:
               record   Record client traffic to vCenter into a new cassette.
               replay   Serve a cassette offline, with controlled latency and ordering.
+              verify   Prove whether each task wait in a cassette completed or blocked.
+              fuzz     Run a client against many scheduled replays and save schedules that fail.
               inspect  Summarize a cassette: operations, sessions, tasks and unanswered exchanges.
               cat      Print a cassette's exchanges as a readable transcript, or as JSON lines.
               scan     Check a cassette for secrets that redaction should have removed.
