@@ -170,7 +170,7 @@ public final class Recorder: HTTPRequestHandler, @unchecked Sendable {
         ]
         switch reason {
         case .clientDisconnected, .pending:
-            logger.info("client disconnected before the upstream answered", metadata)
+            logger.info("client disconnected before the upstream responded", metadata)
             return nil
         case .recorderStopped:
             logger.info("exchange abandoned at shutdown", metadata)

@@ -1,7 +1,7 @@
 import Foundation
 import TapedeckHTTP
 
-/// How long replay waits before answering.
+/// The delay replay adds before each response.
 public enum LatencyPolicy: Sendable, Equatable, CustomStringConvertible {
     /// Each exchange's recorded server time: response start minus request end.
     case recorded
@@ -53,8 +53,8 @@ public func parseDuration(_ text: String) -> Duration? {
     return nil
 }
 
-/// Which recorded response an identical request gets, and which waiting call a
-/// change wakes.
+/// The policy for which recorded response an identical request gets, and which
+/// waiting call a change wakes.
 public enum ReplayOrder: String, Sendable, CaseIterable {
     /// Identical requests get recorded responses in recording order as they
     /// arrive; a change wakes the call that has waited longest.
@@ -68,7 +68,7 @@ public enum ReplayOrder: String, Sendable, CaseIterable {
     case seeded
 }
 
-/// What an unmatched request gets.
+/// The response an unmatched request gets.
 public enum MissPolicy: String, Sendable, CaseIterable {
     /// A SOAP fault (HTTP 500) for SOAP calls, HTTP 404 otherwise, naming the
     /// closest recorded request.

@@ -1,7 +1,7 @@
 import Foundation
 
-/// What a replay did: which recorded response each request got, what the
-/// property collector model woke, and what missed. Written by `--report`.
+/// A record of one replay: the recorded response each request got, the wake-ups
+/// the property collector model delivered, and the misses. Written by `--report`.
 public struct ReplayReport: Codable, Sendable, Equatable {
     public struct Assignment: Codable, Sendable, Equatable, Comparable {
         /// The operation and target, such as `CreateVM_Task on Folder:group-v3`.
@@ -34,7 +34,7 @@ public struct ReplayReport: Codable, Sendable, Equatable {
     public var fromModel = 0
     public var heldUnanswered = 0
     public var assignments: [Assignment] = []
-    /// Which waiting call each change woke, in the order it happened.
+    /// The waiting call each change woke, in the order it happened.
     public var releases: [PropertyCollectorModel.Release] = []
     /// Task transitions as scheduled, in replay order; fixed by the cassette and
     /// the seed, unlike `releases`, which depend on the client's timing.

@@ -110,7 +110,7 @@ extension Replayer {
         }
     }
 
-    // MARK: - Model answers
+    // MARK: - Model responses
 
     func respond(_ answer: PropertyCollectorModel.Answer, operation: String, request: IncomingRequest) -> OutgoingResponse? {
         wait(for: operation, recordedServerTime: 0, request: request, identity: "model")
@@ -153,7 +153,7 @@ extension Replayer {
 
     // MARK: - Latency
 
-    /// Sleeps so the response leaves when the latency policy says.
+    /// Sleeps until the latency policy lets the response leave.
     private func wait(for operation: String, recordedServerTime: UInt64, request: IncomingRequest, identity: String) {
         let delay = Replayer.delay(
             policy: configuration.latencyOverrides[operation] ?? configuration.latency,
@@ -162,7 +162,7 @@ extension Replayer {
         if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1e9) }
     }
 
-    /// Nanoseconds to wait before answering: the policy's delay less what has
+    /// Nanoseconds to wait before responding: the policy's delay less what has
     /// already passed for `fixed`, plus jitter drawn from the seed and `identity`,
     /// so one seed gives one jitter per request.
     static func delay(

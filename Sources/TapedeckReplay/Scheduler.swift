@@ -2,7 +2,7 @@ import Foundation
 import TapedeckCore
 
 /// Holds responses that are ready and releases one per decision point, so that a
-/// fuzzer controls the order in which a client's threads see their answers.
+/// fuzzer controls the order in which a client's threads see their responses.
 ///
 /// A decision point is quiescence: no new request for the settle window. The
 /// strategy picks which held response goes next. No response is held longer

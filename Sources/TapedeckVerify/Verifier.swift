@@ -4,7 +4,7 @@ import TapedeckCore
 /// Decides, from an exchange stream alone, whether each task flow completed,
 /// blocked forever, or broke the one-wait-per-collector rule.
 public enum Verifier {
-    /// Consecutive empty answers with an unchanged version that count as livelock.
+    /// Consecutive empty responses with an unchanged version that count as livelock.
     static let livelockThreshold = 20
 
     public static func verify(_ exchanges: [Exchange]) -> VerificationReport {

@@ -2,7 +2,7 @@ import Foundation
 import TapedeckCore
 import TapedeckSOAP
 
-/// What one exchange says about tasks, filters and waits.
+/// Facts that one exchange shows about tasks, filters and waits.
 struct WireFacts {
     enum Event {
         case taskCreated(task: String)
