@@ -30,24 +30,33 @@ extension PropertyCollectorModel {
         }
     }
 
-    func createFilter(session: String, collector reference: ManagedObjectReference, spec element: XMLElement?) -> Answer {
+    /// Creates a filter. `recordedObjects` lists what recorded filters with the
+    /// same arguments reported; a filter with traversal specs watches those,
+    /// because the model cannot follow traversals itself.
+    func createFilter(
+        session: String, collector reference: ManagedObjectReference, spec element: XMLElement?,
+        recordedObjects: [ManagedObjectReference]
+    ) -> Answer {
         lock.withLock {
             guard let collector = collector(session, reference) else { return notFound(reference) }
             guard let element, let spec = FilterSpec(element) else {
                 return .fault(type: "InvalidArgument", message: "A specified parameter was not correct: spec", detail: "<invalidProperty>spec</invalidProperty>")
             }
+            var objects = spec.objects
             if spec.needsTraversal {
-                // TODO: answer traversal filters from the recorded update sets of that filter.
-                logger.warning("filter uses traversal specs, which the model does not follow; only its listed objects are watched",
-                               ["replay.collector": reference.value])
+                let starting = Set(spec.objects + spec.skipped)
+                objects += recordedObjects.filter { !starting.contains($0) }
+                logger.info("filter uses traversal specs; watching the objects the recorded filter reported", [
+                    "replay.collector": reference.value, "replay.objects": "\(objects.count)",
+                ])
             }
             let filterReference = ManagedObjectReference(type: "PropertyFilter", value: "session[\(session)]filter-\(nextID())")
-            let filter = Filter(reference: filterReference, objects: spec.objects, specs: spec.specs)
+            let filter = Filter(reference: filterReference, objects: objects, specs: spec.specs)
             collector.filters.append((nextID(), filter))
             filterOwners[key(session, filterReference)] = key(session, collector.reference)
-            spec.objects.forEach { scheduleChanges(of: $0) }
+            objects.forEach { scheduleChanges(of: $0) }
             // A new filter has an "enter" to report, so a waiting call wakes for it.
-            wakeOne(collector, object: spec.objects.first?.description ?? "")
+            wakeOne(collector, object: objects.first?.description ?? "")
             return .content(SOAPBuilder.reference("returnval", filterReference))
         }
     }

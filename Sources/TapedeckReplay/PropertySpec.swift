@@ -19,7 +19,10 @@ struct PropertySpec: Sendable {
 /// A `PropertyFilterSpec` reduced to what the model evaluates.
 struct FilterSpec {
     var specs: [PropertySpec]
+    /// Starting objects that the filter reports itself.
     var objects: [ManagedObjectReference]
+    /// Starting objects marked `skip`: only the start of a traversal.
+    var skipped: [ManagedObjectReference]
     /// True when an object spec asks to traverse (`selectSet`) or to skip the
     /// starting object, which the model cannot evaluate.
     var needsTraversal: Bool
@@ -34,10 +37,13 @@ struct FilterSpec {
                 paths: property.children.filter { $0.localName == "pathSet" }.map(\.text))
         }
         let objectSpecs = element.children.filter { $0.localName == "objectSet" }
-        objects = objectSpecs.compactMap { spec in
+        func starting(_ spec: XMLElement) -> ManagedObjectReference? {
             spec.firstChild(named: "obj").map { ManagedObjectReference(type: $0.attribute("type") ?? "", value: $0.text) }
         }
-        needsTraversal = objectSpecs.contains { $0.firstChild(named: "selectSet") != nil || $0.firstChild(named: "skip")?.text == "true" }
-        if specs.isEmpty || objects.isEmpty { return nil }
+        let isSkipped = { (spec: XMLElement) in spec.firstChild(named: "skip")?.text == "true" }
+        objects = objectSpecs.filter { !isSkipped($0) }.compactMap(starting)
+        skipped = objectSpecs.filter(isSkipped).compactMap(starting)
+        needsTraversal = objectSpecs.contains { $0.firstChild(named: "selectSet") != nil || isSkipped($0) }
+        if specs.isEmpty || objectSpecs.isEmpty { return nil }
     }
 }

@@ -22,6 +22,11 @@ final class RecordedCassette: @unchecked Sendable {
     /// Index into `entries` of each session's login exchange.
     private(set) var loginEntry: [String: Int] = [:]
     let world = RecordedWorld()
+    /// Recorded filters by their CreateFilter arguments, for filters the model
+    /// cannot evaluate itself.
+    private var filtersByArguments: [String: Set<String>] = [:]
+    /// Objects that each recorded filter reported in an update set.
+    private var objectsByFilter: [String: Set<ManagedObjectReference>] = [:]
 
     init(path: String, ignoredPaths: Set<String>) throws {
         self.path = path
@@ -38,6 +43,7 @@ final class RecordedCassette: @unchecked Sendable {
             if let response = exchange.response, response.status == 200,
                let element = try? SOAPEnvelope.bodyElement(of: response.body.data) {
                 world.add(exchange, operation: parsed.key.operation, response: element)
+                indexFilters(operation: parsed.key.operation, arguments: parsed.key.arguments, response: element)
             }
             entries.append(Entry(exchange: exchange, key: parsed.key, session: session))
         }
@@ -46,6 +52,29 @@ final class RecordedCassette: @unchecked Sendable {
         for login in logins.sorted(by: { $0.time < $1.time }) where loginEntry[login.session] == nil {
             sessionsInLoginOrder.append(login.session)
             loginEntry[login.session] = login.index
+        }
+    }
+
+    /// The objects that recorded filters with these CreateFilter arguments
+    /// reported, which is all replay knows of where their traversal specs led.
+    func recordedObjects(forFilterArguments arguments: String) -> [ManagedObjectReference] {
+        let filters = filtersByArguments[arguments] ?? []
+        let objects = filters.reduce(into: Set<ManagedObjectReference>()) { $0.formUnion(objectsByFilter[$1] ?? []) }
+        return objects.sorted { ($0.type, $0.value) < ($1.type, $1.value) }
+    }
+
+    private func indexFilters(operation: String, arguments: String, response: XMLElement) {
+        if operation == "CreateFilter", let filter = response.firstChild(named: "returnval")?.text {
+            filtersByArguments[arguments, default: []].insert(filter)
+        }
+        guard RecordedWorld.updateOperations.contains(operation) else { return }
+        for filterSet in response.firstChild(named: "returnval")?.children ?? [] where filterSet.localName == "filterSet" {
+            guard let filter = filterSet.firstChild(named: "filter")?.text else { continue }
+            for objectSet in filterSet.children where objectSet.localName == "objectSet" {
+                if let object = objectSet.firstChild(named: "obj") {
+                    objectsByFilter[filter, default: []].insert(ManagedObjectReference(type: object.attribute("type") ?? "", value: object.text))
+                }
+            }
         }
     }
 

@@ -214,7 +214,9 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         case "DestroyPropertyCollector":
             return model.destroyCollector(session: label, this)
         case "CreateFilter":
-            return model.createFilter(session: label, collector: this, spec: element.firstChild(named: "spec"))
+            return model.createFilter(
+                session: label, collector: this, spec: element.firstChild(named: "spec"),
+                recordedObjects: cassette.recordedObjects(forFilterArguments: parsed.key.arguments))
         case "DestroyPropertyFilter":
             return model.destroyFilter(session: label, this)
         case "CancelWaitForUpdates":

@@ -218,3 +218,44 @@ final class ReplayCassetteErrorTests: XCTestCase {
         XCTAssertTrue(capture.records.contains { $0.message == "cassette is truncated; replaying the complete exchanges" })
     }
 }
+
+final class TraversalFilterTests: XCTestCase {
+    /// A ContainerView filter as govmomi's view package builds it: the view is
+    /// skipped and a traversal spec leads to the VMs.
+    private let spec = """
+        <spec><propSet><type>VirtualMachine</type><pathSet>runtime.powerState</pathSet></propSet>\
+        <objectSet><obj type="ContainerView">session[x]view-1</obj><skip>true</skip>\
+        <selectSet xsi:type="TraversalSpec"><name>traverseEntities</name><type>ContainerView</type><path>view</path><skip>false</skip></selectSet></objectSet></spec>\
+        <partialUpdates>false</partialUpdates>
+        """
+
+    func testTraversalFilterWatchesRecordedObjects() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("view.cassette").path
+        let writer = try CassetteWriter(path: path, header: CassetteHeader(tool: "test", upstream: "http://127.0.0.1:1"))
+        let createFilter = "<CreateFilter xmlns=\"urn:vim25\"><_this type=\"PropertyCollector\">propertyCollector</_this>\(spec)</CreateFilter>"
+        try writer.append(Fixtures.exchange(
+            sequence: 1, operation: "CreateFilter", requestBody: Fixtures.envelope(createFilter),
+            responseBody: Fixtures.envelope("<CreateFilterResponse xmlns=\"urn:vim25\"><returnval type=\"PropertyFilter\">recorded-filter</returnval></CreateFilterResponse>")))
+        try writer.append(Fixtures.exchange(
+            sequence: 2, operation: "WaitForUpdatesEx",
+            requestBody: Fixtures.envelope("<WaitForUpdatesEx xmlns=\"urn:vim25\"><_this type=\"PropertyCollector\">propertyCollector</_this><version></version></WaitForUpdatesEx>"),
+            responseBody: Fixtures.envelope("""
+                <WaitForUpdatesExResponse xmlns="urn:vim25"><returnval><version>1</version><filterSet><filter type="PropertyFilter">recorded-filter</filter>\
+                <objectSet><kind>enter</kind><obj type="VirtualMachine">vm-7</obj><changeSet><name>runtime.powerState</name><op>assign</op>\
+                <val xsi:type="VirtualMachinePowerState">poweredOn</val></changeSet></objectSet></filterSet></returnval></WaitForUpdatesExResponse>
+                """)))
+        try writer.close()
+
+        let replayer = try Replayer.start(path) { $0.latency = .none }
+        defer { replayer.stop() }
+        XCTAssertEqual(try RawHTTP.soap(Fixtures.envelope(createFilter), to: replayer.url).status, 200)
+        let reply = try RawHTTP.soap(Fixtures.envelope(
+            "<WaitForUpdatesEx xmlns=\"urn:vim25\"><_this type=\"PropertyCollector\">propertyCollector</_this><version></version></WaitForUpdatesEx>"), to: replayer.url)
+        XCTAssertEqual(reply.status, 200)
+        XCTAssertTrue(reply.body.contains("<kind>enter</kind><obj type=\"VirtualMachine\">vm-7</obj>"), reply.body)
+        XCTAssertTrue(reply.body.contains("<val xsi:type=\"VirtualMachinePowerState\">poweredOn</val>"), reply.body)
+        XCTAssertFalse(reply.body.contains("ContainerView"), "the skipped view is not reported")
+    }
+}
