@@ -190,14 +190,3 @@ public final class Recorder: HTTPRequestHandler, @unchecked Sendable {
     }
 }
 
-/// A Bool that connection threads read while another thread sets it. A class, so
-/// that a `@Sendable` closure can capture it.
-final class AtomicFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-
-    var isSet: Bool { value.load(ordering: .relaxed) }
-
-    func set() {
-        value.store(true, ordering: .relaxed)
-    }
-}

@@ -26,7 +26,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
     /// Recorded session to the cookie handed out for it.
     var cookiesBySession: [String: String] = [:]
     var loginCount = 0
-    let stopping = ReplayFlag()
+    let stopping = AtomicFlag()
     public let scheduler: Scheduler?
     let faults: FaultInjector
     var served: [Exchange] = []
@@ -267,13 +267,3 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
     }
 }
 
-/// A flag set once by `stop()` and read by waiting connection threads.
-final class ReplayFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-
-    var isSet: Bool { value.load(ordering: .relaxed) }
-
-    func set() {
-        value.store(true, ordering: .relaxed)
-    }
-}
