@@ -11,7 +11,7 @@ struct FuzzCommand: Command {
     static let options = """
           --cassette PATH        cassette to replay (required)
           --runs N               number of runs (default 20)
-          --strategy S           random, pct or portfolio, which alternates them (default portfolio)
+          --strategy S           random, pct, portfolio (random and pct in turn) or recorded (default portfolio)
           --depth D              PCT depth: D - 1 priority change points per run (default 3)
           --seed S               seed of the first run; run i uses S + i (default 1)
           --shard I/N            run only the runs whose index modulo N is I, for CI matrices (default 0/1)
@@ -45,7 +45,7 @@ struct FuzzCommand: Command {
             configuration.runs = runs
         }
         if let text = try arguments.value("--strategy") {
-            guard let strategy = FuzzStrategy(rawValue: text) else { throw .invalid("--strategy", text, expected: "random, pct or portfolio") }
+            guard let strategy = FuzzStrategy(rawValue: text) else { throw .invalid("--strategy", text, expected: "random, pct, portfolio or recorded") }
             configuration.strategy = strategy
         }
         if let text = try arguments.value("--depth") {

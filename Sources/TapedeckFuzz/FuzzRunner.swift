@@ -6,6 +6,8 @@ import TapedeckVerify
 
 public enum FuzzStrategy: String, Sendable, CaseIterable {
     case random, pct
+    /// Responses in the order their recordings came, as a baseline.
+    case recorded
     /// Alternates random and PCT from run to run.
     case portfolio
 }
@@ -100,6 +102,7 @@ public final class FuzzRunner {
             return ("saved", .saved(steps: saved.steps, strict: false, fallbackSeed: saved.seed), saved.seed)
         }
         let seed = configuration.seed &+ UInt64(index)
+        if configuration.strategy == .recorded { return ("recorded", .recorded, seed) }
         let usePCT = configuration.strategy == .pct || (configuration.strategy == .portfolio && index % 2 == 1)
         if usePCT {
             return ("pct", .pct(seed: seed, depth: configuration.depth, steps: recordedExchanges), seed)
