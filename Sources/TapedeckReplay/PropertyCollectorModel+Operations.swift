@@ -107,7 +107,7 @@ extension PropertyCollectorModel {
             return .content(changes)
         }
         let immediate = kind == .checkForUpdates || maxWaitSeconds == 0
-        let deadline = immediate ? nil : maxWaitSeconds.map { clock.elapsed() + UInt64($0 * 1e9) }
+        let deadline = immediate ? nil : maxWaitSeconds.map { time.now() + UInt64($0 * 1e9) }
         if immediate {
             lock.unlock()
             return .content("")
@@ -115,6 +115,12 @@ extension PropertyCollectorModel {
 
         let waiter = Waiter()
         collector.waiters.append(waiter)
+        if let deadline {
+            // Wakes the waiter when replay time passes the deadline, which under
+            // virtual time is when the scheduler advances the clock that far.
+            let semaphore = waiter.semaphore
+            time.schedule(at: deadline) { semaphore.signal() }
+        }
         defer {
             collector.waiters.removeAll { $0 === waiter }
             lock.unlock()
@@ -132,7 +138,7 @@ extension PropertyCollectorModel {
                 waiter.signaled = false
                 if let changes = updateSet(of: collector, full: false) { return .content(changes) }
             }
-            if let deadline, clock.elapsed() >= deadline { return .content("") }
+            if let deadline, time.now() >= deadline { return .content("") }
         }
     }
 
@@ -164,7 +170,7 @@ extension PropertyCollectorModel {
         waiter.signaled = true
         waiter.semaphore.signal()
         let record = Release(
-            atMilliseconds: Double(clock.elapsed() - replayStart) / 1e6, collector: collector.reference.value,
+            atMilliseconds: Double(time.now() - replayStart) / 1e6, collector: collector.reference.value,
             object: object, waiter: position + 1, waiting: collector.waiters.count)
         releases.append(record)
         logger.debug("wake-up delivered", [
@@ -187,7 +193,7 @@ extension PropertyCollectorModel {
     /// changed, unless `always`. Marks what it reports, so the next call sees only
     /// later changes.
     private func updateSet(of collector: Collector, full: Bool, always: Bool = false) -> String? {
-        let now = clock.elapsed()
+        let now = time.now()
         var filterSets = ""
         for (_, filter) in collector.filters {
             var objectSets = ""
@@ -235,7 +241,7 @@ extension PropertyCollectorModel {
         let objects = specs.flatMap(\.objects)
         guard objects.allSatisfy({ $0.type == "Task" && world.history(of: $0) != nil }) else { return nil }
 
-        let now = clock.elapsed()
+        let now = time.now()
         let contents = lock.withLock {
             specs.flatMap { spec in
                 spec.objects.map { object in
@@ -256,7 +262,7 @@ extension PropertyCollectorModel {
     /// Answers pyvmomi's `Fetch` of a task property; nil for other objects.
     func fetch(_ object: ManagedObjectReference, property: String) -> Answer? {
         guard object.type == "Task", world.history(of: object) != nil else { return nil }
-        let properties = lock.withLock { currentProperties(of: object, at: clock.elapsed()) }
+        let properties = lock.withLock { currentProperties(of: object, at: time.now()) }
         guard let value = Self.value(at: property, in: properties) else { return nil }
         return .content("<returnval" + value.dropFirst("<val".count).dropLast(value.hasSuffix("</val>") ? "</val>".count : 0)
             + (value.hasSuffix("</val>") ? "</returnval>" : ""))

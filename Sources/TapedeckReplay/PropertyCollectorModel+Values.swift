@@ -76,7 +76,7 @@ extension PropertyCollectorModel {
     /// schedules a wake-up for each of its later recorded transitions.
     func taskCreated(_ task: ManagedObjectReference) {
         lock.withLock {
-            let now = clock.elapsed()
+            let now = time.now()
             taskCreatedAt[task] = now
             scheduled.remove(task)
             scheduleChanges(of: task)
@@ -96,11 +96,11 @@ extension PropertyCollectorModel {
     func scheduleChanges(of object: ManagedObjectReference) {
         guard !scheduled.contains(object), let history = world.history(of: object) else { return }
         scheduled.insert(object)
-        let now = clock.elapsed()
+        let now = time.now()
         for observation in history.observations {
             let due = fireTime(of: observation.time, for: object, history: history)
             guard due > now else { continue }
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(due - now))) { [self] in
+            time.schedule(at: due) { [self] in
                 objectChanged(object)
             }
         }

@@ -112,7 +112,7 @@ public final class PropertyCollectorModel: @unchecked Sendable {
 
     let world: RecordedWorld
     let semantics: Semantics
-    let clock: MonotonicClock
+    let time: any ReplayTime
     let release: ReleasePolicy
     let timing: Timing
     let logger: Logger
@@ -128,14 +128,14 @@ public final class PropertyCollectorModel: @unchecked Sendable {
     /// Clock reading when replay started; recorded times count from here.
     let replayStart: UInt64
 
-    init(world: RecordedWorld, semantics: Semantics, clock: MonotonicClock, release: ReleasePolicy, timing: Timing, logger: Logger) {
+    init(world: RecordedWorld, semantics: Semantics, time: any ReplayTime, release: ReleasePolicy, timing: Timing, logger: Logger) {
         self.world = world
         self.semantics = semantics
-        self.clock = clock
+        self.time = time
         self.release = release
         self.timing = timing
         self.logger = logger
-        replayStart = clock.elapsed()
+        replayStart = time.now()
     }
 
     var releaseLog: [Release] {

@@ -60,8 +60,9 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         timing.seed = seeded ? configuration.seed : nil
         timing.absolute = configuration.order == .recorded
         let semantics = configuration.collectorSemantics ?? (cassette.world.recordedByVCSim ? .vcsim : .vcenter)
+        let virtualTime = configuration.scheduling == nil ? nil : VirtualTime()
         model = PropertyCollectorModel(
-            world: cassette.world, semantics: semantics, clock: clock,
+            world: cassette.world, semantics: semantics, time: virtualTime ?? WallTime(clock: clock),
             release: seeded ? .seeded(configuration.seed) : .longestWaiting, timing: timing, logger: logger)
         report = ReplayReport(
             cassette: configuration.cassettePath, seed: configuration.seed, order: configuration.order.rawValue,
@@ -70,7 +71,8 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         if let options = configuration.scheduling {
             scheduler = Scheduler(
                 strategy: options.strategy, settle: UInt64(Replayer.nanoseconds(options.settle)),
-                hangTimeout: UInt64(Replayer.nanoseconds(options.hangTimeout)), clock: clock, logger: logger)
+                hangTimeout: UInt64(Replayer.nanoseconds(options.hangTimeout)), clock: clock, logger: logger,
+                virtualTime: virtualTime)
         } else {
             scheduler = nil
         }

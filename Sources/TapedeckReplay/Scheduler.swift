@@ -66,8 +66,15 @@ public final class Scheduler: @unchecked Sendable {
     private var lowestPriority = 0
     private var stopped = false
 
+    /// Replay's model clock, advanced to its next timer at idle decision points.
+    private let virtualTime: VirtualTime?
+
     /// `settle` and `hangTimeout` in nanoseconds.
-    public init(strategy: Strategy, settle: UInt64, hangTimeout: UInt64, clock: MonotonicClock, logger: Logger) {
+    public init(
+        strategy: Strategy, settle: UInt64, hangTimeout: UInt64, clock: MonotonicClock, logger: Logger,
+        virtualTime: VirtualTime? = nil
+    ) {
+        self.virtualTime = virtualTime
         self.strategy = strategy
         self.settle = settle
         self.hangTimeout = hangTimeout
@@ -123,10 +130,14 @@ public final class Scheduler: @unchecked Sendable {
     private func run() {
         while true {
             Thread.sleep(forTimeInterval: 0.0005)
+            var idle = false
             let decision = lock.withLock { () -> Item? in
                 if stopped { return nil }
-                guard !ready.isEmpty else { return nil }
                 let now = clock.elapsed()
+                guard !ready.isEmpty else {
+                    idle = now &- lastArrival >= settle
+                    return nil
+                }
                 let quiet = now &- lastArrival >= settle
                 let starving = ready.contains { now &- $0.arrivedAt >= hangTimeout }
                 guard quiet || starving else { return nil }
@@ -134,6 +145,12 @@ public final class Scheduler: @unchecked Sendable {
             }
             if lock.withLock({ stopped }) { return }
             decision?.semaphore.signal()
+            // Nothing is ready and the client is quiet, so it waits on replay's
+            // clock: move that clock to its next timer.
+            if idle, let virtualTime, let advanced = virtualTime.advance() {
+                lock.withLock { lastArrival = clock.elapsed() }
+                logger.debug("virtual time advanced", ["schedule.virtualMilliseconds": "\(advanced / 1_000_000)"])
+            }
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TapedeckCore
 import XCTest
 
@@ -257,5 +258,42 @@ final class TraversalFilterTests: XCTestCase {
         XCTAssertTrue(reply.body.contains("<kind>enter</kind><obj type=\"VirtualMachine\">vm-7</obj>"), reply.body)
         XCTAssertTrue(reply.body.contains("<val xsi:type=\"VirtualMachinePowerState\">poweredOn</val>"), reply.body)
         XCTAssertFalse(reply.body.contains("ContainerView"), "the skipped view is not reported")
+    }
+}
+
+final class VirtualTimeTests: XCTestCase {
+    func testTimersFireInOrderWhenAdvanced() {
+        let time = VirtualTime()
+        let fired = Mutex<[Int]>([])
+        time.schedule(at: 30) { fired.withLock { $0.append(3) } }
+        time.schedule(at: 10) { fired.withLock { $0.append(1) } }
+        time.schedule(at: 10) { fired.withLock { $0.append(2) } }
+        XCTAssertEqual(time.advance(), 10)
+        XCTAssertEqual(fired.withLock { $0 }, [1, 2])
+        XCTAssertEqual(time.now(), 10)
+        XCTAssertEqual(time.advance(), 30)
+        XCTAssertEqual(fired.withLock { $0 }, [1, 2, 3])
+        XCTAssertNil(time.advance())
+    }
+
+    func testLongMaxWaitPassesOnVirtualClockUnderScheduling() throws {
+        let replayer = try Replayer.start(ShippedCassette.perCall.path) { configuration in
+            configuration.latency = .none
+            configuration.scheduling = SchedulingOptions(strategy: .random(seed: 1))
+        }
+        defer { replayer.stop() }
+        let filter = "<spec><propSet><type>Task</type><pathSet>info.state</pathSet></propSet><objectSet><obj type=\"Task\">task-68</obj></objectSet></spec><partialUpdates>false</partialUpdates>"
+        func call(_ body: String) throws -> RawHTTP.Reply {
+            try RawHTTP.soap(Fixtures.envelope(body), to: replayer.url)
+        }
+        XCTAssertEqual(try call("<CreateFilter xmlns=\"urn:vim25\"><_this type=\"PropertyCollector\">propertyCollector</_this>\(filter)</CreateFilter>").status, 200)
+        let first = try call("<WaitForUpdatesEx xmlns=\"urn:vim25\"><_this type=\"PropertyCollector\">propertyCollector</_this><version></version></WaitForUpdatesEx>")
+        let version = try XCTUnwrap(first.body.range(of: "<version>").map { first.body[$0.upperBound...].prefix { $0 != "<" } })
+
+        let started = Date()
+        let reply = try call("<WaitForUpdatesEx xmlns=\"urn:vim25\"><_this type=\"PropertyCollector\">propertyCollector</_this><version>\(version)</version><options><maxWaitSeconds>600</maxWaitSeconds></options></WaitForUpdatesEx>")
+        XCTAssertEqual(reply.status, 200)
+        XCTAssertFalse(reply.body.contains("<returnval>"), "600 s passed on the virtual clock: \(reply.body)")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "no wall-clock wait")
     }
 }
