@@ -202,6 +202,13 @@ extension Redactor {
             unanswered.detail = replaceAll(secrets, in: unanswered.detail)
             exchange.unanswered = unanswered
         }
+        // The SOAP fields were read from the body before redaction, and a managed
+        // object reference can embed a session key (vcsim's `session[KEY]…`).
+        if var call = exchange.soap, var this = call.this {
+            this.value = replaceAll(secrets, in: this.value)
+            call.this = this
+            exchange.soap = call
+        }
     }
 
     private func replaceAll(_ secrets: [(String, String)], in text: String) -> String {

@@ -79,6 +79,7 @@ public final class Redactor {
         }
 
         replaceKnownSecrets(&exchange)
+        flagSessionKeysInReferences(exchange)
         return found
     }
 
@@ -103,6 +104,19 @@ public final class Redactor {
 
     static func isPlaceholder(_ value: String) -> Bool {
         value.hasPrefix(placeholderPrefix)
+    }
+
+    /// Reports a session key left in a `session[KEY]` reference, the form vCenter
+    /// and vcsim give private collectors and filters. Only `scan` can meet one: a
+    /// recording redacts the key as soon as the login response shows it.
+    private func flagSessionKeysInReferences(_ exchange: Exchange) {
+        guard let value = exchange.soap?.this?.value, let open = value.range(of: "session["),
+              let close = value.range(of: "]", range: open.upperBound..<value.endIndex)
+        else { return }
+        let key = value[open.upperBound..<close.lowerBound]
+        if !key.isEmpty && !Redactor.isPlaceholder(String(key)) {
+            found.append(Redaction(location: "soap this", kind: .key))
+        }
     }
 
     // MARK: - Headers

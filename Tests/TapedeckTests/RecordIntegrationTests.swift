@@ -250,6 +250,12 @@ final class RecordIntegrationTests: XCTestCase {
             }
         }
 
+        // Collectors and filters that vcsim hands out embed the session key, in the
+        // body and in the exchange's SOAP fields.
+        for match in decoded.ranges(of: "session[") {
+            XCTAssertTrue(decoded[match.upperBound...].hasPrefix("redacted-"), String(decoded[match.lowerBound...].prefix(60)))
+        }
+
         let scan = try runTapedeck(["scan", recorder.cassette.path])
         XCTAssertEqual(scan.status, 0, scan.output)
     }

@@ -20,6 +20,9 @@ final class ShippedCassetteTests: XCTestCase {
         for exchange in exchanges {
             var copy = exchange
             XCTAssertEqual(redactor.redact(&copy), [], "\(name) #\(exchange.sequence)")
+            if let this = exchange.soap?.this?.value, this.hasPrefix("session[") {
+                XCTAssertTrue(this.hasPrefix("session[redacted-"), "\(name) #\(exchange.sequence): \(this)")
+            }
         }
     }
 
