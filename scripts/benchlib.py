@@ -32,7 +32,7 @@ SOCKET_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 60.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-# The name that prefixes progress lines; each script sets its own.
+# The name that prefixes progress lines. Each script sets its own.
 program = "bench"
 
 def log(message):
@@ -216,6 +216,25 @@ def thread_ticks(pid):
     return threads
 
 
+def thread_schedstat(pid):
+    """Per live thread: {tid: (thread name, CPU nanoseconds, timeslices run)}.
+
+    From /proc/PID/task/TID/schedstat, which counts in nanoseconds. Use this
+    instead of `thread_ticks` for many threads that each run briefly, because
+    their per-thread tick counts stay at zero."""
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+                name = comm.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as schedstat:
+                run_ns, _, slices = schedstat.read().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # The thread exited between the listing and the read.
+        threads[tid] = (name, int(run_ns), int(slices))
+    return threads
+
+
 def memory_kb(pid):
     """VmRSS and VmHWM of a process, in KiB."""
     values = {}
@@ -292,17 +311,19 @@ class ProcessSampler(threading.Thread):
         return cores_by_thread(self.first_threads, self.last_threads, self.thread_window)
 
 
-def cores_by_thread(first_threads, last_threads, window):
-    """CPU per thread between two `thread_ticks` samples taken `window` seconds
-    apart, in cores, busiest first, as (label, thread count, cores).
+def cores_by_thread(first_threads, last_threads, window, units_per_second=CLOCK_TICKS):
+    """CPU per thread between two samples taken `window` seconds apart, in
+    cores, busiest first, as (label, thread count, cores). A sample maps thread
+    ids to (name, CPU time, ...), the time in clock ticks as `thread_ticks`
+    gives it, or in other units with `units_per_second`.
 
     Threads whose name more than three threads share, such as one per client
     connection, are summed into one entry. The others are listed one by one,
     because a single busy thread such as a writer is what a reader looks for."""
     used = {}
-    for tid, (name, ticks) in last_threads.items():
-        _, earlier = first_threads.get(tid, (name, 0))
-        used[tid] = (name, (ticks - earlier) / CLOCK_TICKS / window)
+    for tid, (name, ticks, *_) in last_threads.items():
+        earlier = first_threads[tid][1] if tid in first_threads else 0
+        used[tid] = (name, (ticks - earlier) / units_per_second / window)
     counts = {}
     for name, _ in used.values():
         counts[name] = counts.get(name, 0) + 1
