@@ -74,6 +74,16 @@ struct Arguments {
     }
 }
 
+/// Rejects an output file whose directory does not exist, before any work starts,
+/// so a typo does not surface only after a long replay or fuzz run.
+func validateOutputFile(_ path: String?, option: String) throws(UsageError) {
+    guard let path else { return }
+    let directory = (path as NSString).deletingLastPathComponent
+    if !directory.isEmpty && !FileManager.default.fileExists(atPath: directory) {
+        throw UsageError("the directory '\(directory)' of \(option) does not exist", hint: "Create it first, or pick another path.")
+    }
+}
+
 extension UsageError {
     static func invalid(_ option: String, _ value: String, expected: String) -> UsageError {
         UsageError("invalid value '\(value)' for \(option); expected \(expected)")

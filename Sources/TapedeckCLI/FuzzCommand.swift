@@ -86,6 +86,7 @@ struct FuzzCommand: Command {
                 configuration.settle = .nanoseconds(Int64(schedule.settleMilliseconds * 1e6))
                 configuration.hangTimeout = .nanoseconds(Int64(schedule.hangTimeoutMilliseconds * 1e6))
                 configuration.latency = (try? LatencyPolicy(parsing: schedule.latency)) ?? .none
+                configuration.faults = try schedule.faults.map { try FaultRule(parsing: $0) }
             } catch {
                 throw UsageError("\(error)")
             }
@@ -148,6 +149,10 @@ enum FuzzSummary {
         return lines.joined(separator: "\n")
     }
 
+    private static func milliseconds(_ duration: Duration) -> String {
+        "\(Replayer.nanoseconds(duration) / 1_000_000)ms"
+    }
+
     static func reproduction(_ result: FuzzRunResult, configuration: FuzzConfiguration) -> String {
         var command = "tapedeck fuzz --cassette \(configuration.cassettePath) --runs 1"
         if let path = configuration.savedSchedulePath {
@@ -155,6 +160,9 @@ enum FuzzSummary {
         } else {
             command += " --seed \(result.seed) --strategy \(result.strategy)"
             if result.strategy == "pct" { command += " --depth \(configuration.depth)" }
+            command += " --settle \(milliseconds(configuration.settle)) --hang-timeout \(milliseconds(configuration.hangTimeout))"
+            command += " --latency \(configuration.latency)"
+            for fault in configuration.faults { command += " --fault \(fault.text)" }
         }
         command += " -- " + configuration.client.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
         var text = "reproduce: \(command)"

@@ -51,6 +51,7 @@ struct RecordCommand: Command {
             (host, port) = try Self.parseListen(listen)
         }
         readyFile = try arguments.value("--ready-file")
+        try validateOutputFile(readyFile, option: "--ready-file")
         trust = try Self.parseTrust(&arguments)
         listenerTLS = try Self.parseListenerTLS(&arguments)
         for rule in try arguments.values("--redact") {

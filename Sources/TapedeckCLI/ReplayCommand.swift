@@ -43,6 +43,7 @@ struct ReplayCommand: Command {
             (configuration.listen.host, configuration.listen.port) = try RecordCommand.parseListen(listen)
         }
         readyFile = try arguments.value("--ready-file")
+        try validateOutputFile(readyFile, option: "--ready-file")
         if let text = try arguments.value("--latency") {
             configuration.latency = try Self.parseLatency(text, option: "--latency")
         }
@@ -88,6 +89,12 @@ struct ReplayCommand: Command {
             } catch {
                 throw UsageError("\(error)")
             }
+            if let digest = try? SHA256.hexDigest(Data(contentsOf: URL(fileURLWithPath: configuration.cassettePath))),
+               digest != schedule.cassetteSHA256 {
+                throw UsageError(
+                    "schedule '\(path)' was saved for another cassette (SHA-256 \(schedule.cassetteSHA256.prefix(12))…, not \(digest.prefix(12))…)",
+                    hint: "Pass the cassette named in the schedule: \(schedule.cassette)")
+            }
             var options = SchedulingOptions(strategy: .saved(steps: schedule.steps, strict: mode == "strict", fallbackSeed: schedule.seed))
             options.settle = .nanoseconds(Int64(schedule.settleMilliseconds * 1e6))
             options.hangTimeout = .nanoseconds(Int64(schedule.hangTimeoutMilliseconds * 1e6))
@@ -95,8 +102,12 @@ struct ReplayCommand: Command {
             configuration.order = .seeded
             configuration.seed = schedule.seed
             configuration.latency = (try? LatencyPolicy(parsing: schedule.latency)) ?? .none
+            for fault in schedule.faults {
+                if let rule = try? FaultRule(parsing: fault) { configuration.faults.append(rule) }
+            }
         }
         reportFile = try arguments.value("--report")
+        try validateOutputFile(reportFile, option: "--report")
         logLevel = try parseLogLevel(&arguments)
     }
 

@@ -11,6 +11,9 @@ struct VerifyCommand: Command {
           --json                 print the verdicts as one JSON object
           --junit FILE           also write the verdicts as JUnit XML to FILE, one test case per flow
           -h, --help             show this help
+
+        Exit status: 0 when every flow completed, 1 when any flow blocked, livelocked or
+        broke the one-wait-per-collector rule, 2 on bad arguments or an unreadable cassette.
         """
 
     var path: String
@@ -20,6 +23,7 @@ struct VerifyCommand: Command {
     init(parsing arguments: inout Arguments) throws(UsageError) {
         json = arguments.flag("--json")
         junitFile = try arguments.value("--junit")
+        try validateOutputFile(junitFile, option: "--junit")
         guard let path = arguments.positional() else { throw UsageError("missing CASSETTE (the cassette to verify)") }
         self.path = path
     }

@@ -26,7 +26,7 @@ public enum CassetteError: Error, CustomStringConvertible, Equatable {
         case .unsupportedVersion(let path, let found):
             return "cassette '\(path)' has format version \(found), but this tapedeck reads version \(CassetteHeader.currentVersion); use a tapedeck release that supports version \(found)"
         case .corrupt(let path, let offset, let detail):
-            return "cassette '\(path)' is corrupt at compressed byte \(offset): \(detail)"
+            return "cassette '\(path)' is corrupt at or after compressed byte \(offset): \(detail); the exchanges before the damage can still be read with tapedeck cat"
         }
     }
 }

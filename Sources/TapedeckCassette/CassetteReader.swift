@@ -29,6 +29,9 @@ public final class CassetteReader {
     private let decompressor: ZstdDecompressor
     private let decoder = JSONDecoder()
     private var pending = Data()
+    /// Start of the unread part of `pending`; consumed lines are dropped in bulk,
+    /// because removing each line from the front would copy the rest every time.
+    private var pendingStart = 0
     private var compressedOffset: Int64 = 0
     private var reachedEnd = false
 
@@ -101,10 +104,15 @@ public final class CassetteReader {
 
     private func nextLine() throws -> Data? {
         while true {
-            if let newline = pending.firstIndex(of: 0x0A) {
-                let line = pending[pending.startIndex..<newline]
-                pending.removeSubrange(pending.startIndex...newline)
-                return Data(line)
+            let unread = pending.startIndex + pendingStart
+            if let newline = pending[unread...].firstIndex(of: 0x0A) {
+                let line = Data(pending[unread..<newline])
+                pendingStart = newline + 1 - pending.startIndex
+                return line
+            }
+            if pendingStart > 0 {
+                pending.removeSubrange(pending.startIndex..<unread)
+                pendingStart = 0
             }
             if reachedEnd {
                 if !pending.isEmpty || !decompressor.atFrameBoundary {

@@ -6,12 +6,14 @@ import Foundation
 final class ClientProcess {
     private let process = Process()
     private let directory: URL
+    private let outputFile: URL
 
     init(_ command: [String], url: String) throws {
         guard let executable = command.first else { throw FuzzError("the client command is empty; give it after --") }
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tapedeck-fuzz-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let output = directory.appendingPathComponent("client.log")
+        outputFile = output
         FileManager.default.createFile(atPath: output.path, contents: nil)
 
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -30,10 +32,17 @@ final class ClientProcess {
 
     var isRunning: Bool { process.isRunning }
 
+    /// What the client wrote to standard output and standard error, kept by
+    /// `finish()` before it removes the file.
+    private(set) var output = Data()
+
     /// Ends the client if it still runs (SIGTERM, then SIGKILL after a second) and
     /// returns its exit status, or nil when it had to be stopped.
     func finish() -> Int32? {
-        defer { try? FileManager.default.removeItem(at: directory) }
+        defer {
+            output = (try? Data(contentsOf: outputFile)) ?? Data()
+            try? FileManager.default.removeItem(at: directory)
+        }
         guard process.isRunning else { return process.terminationStatus }
         kill(process.processIdentifier, SIGTERM)
         let deadline = Date().addingTimeInterval(1)

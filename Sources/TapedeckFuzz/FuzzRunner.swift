@@ -64,6 +64,10 @@ public final class FuzzRunner {
     private let logger: Logger
     private let cassetteDigest: String
     private let recordedExchanges: Int
+    /// Most decision steps seen in a run so far: PCT draws its change points
+    /// over this many steps, because a client may make far fewer requests than
+    /// the cassette holds.
+    private var observedSteps: Int?
 
     public init(configuration: FuzzConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -96,7 +100,8 @@ public final class FuzzRunner {
         return results
     }
 
-    /// The strategy and seed of run `index`.
+    /// The strategy and seed of run `index`. PCT's step count adapts to the runs
+    /// made so far.
     public func plan(index: Int) -> (String, Scheduler.Strategy, UInt64) {
         if let saved = configuration.savedSchedule {
             return ("saved", .saved(steps: saved.steps, strict: false, fallbackSeed: saved.seed), saved.seed)
@@ -105,7 +110,7 @@ public final class FuzzRunner {
         if configuration.strategy == .recorded { return ("recorded", .recorded, seed) }
         let usePCT = configuration.strategy == .pct || (configuration.strategy == .portfolio && index % 2 == 1)
         if usePCT {
-            return ("pct", .pct(seed: seed, depth: configuration.depth, steps: recordedExchanges), seed)
+            return ("pct", .pct(seed: seed, depth: configuration.depth, steps: observedSteps ?? recordedExchanges), seed)
         }
         return ("random", .random(seed: seed), seed)
     }
@@ -128,7 +133,16 @@ public final class FuzzRunner {
         let client = try ClientProcess(configuration.client, url: replayer.url)
         let verdictDelay = watch(client, replayer: replayer)
         let clientStatus = client.finish()
+        let clientOutput = client.output
         let replayReport = replayer.stop()
+        guard replayReport.requests > 0 else {
+            let status = clientStatus.map { "exited with status \($0)" } ?? "was stopped"
+            let output = String(decoding: client.output.suffix(400), as: UTF8.self)
+            throw FuzzError("run \(index): the client \(status) without sending any request to the replay; check the command after -- and that it uses {url} or TAPEDECK_URL. Its output ended with: \(output)")
+        }
+        if !replayReport.schedule.isEmpty {
+            observedSteps = max(observedSteps ?? 0, replayReport.schedule.count)
+        }
         // Waits abandoned by the killed client finish within the model's 50 ms poll.
         Thread.sleep(forTimeInterval: 0.1)
         let report = Verifier.verify(replayer.servedExchanges)
@@ -142,7 +156,12 @@ public final class FuzzRunner {
                 client: configuration.client, strategy: name, seed: seed, depth: configuration.depth,
                 settleMilliseconds: Double(Replayer.nanoseconds(configuration.settle)) / 1e6,
                 hangTimeoutMilliseconds: Double(Replayer.nanoseconds(configuration.hangTimeout)) / 1e6,
-                latency: configuration.latency.description, steps: replayReport.schedule, verdict: report))
+                latency: configuration.latency.description, faults: configuration.faults.map(\.text),
+                steps: replayReport.schedule, verdict: report))
+            if let path = result.schedulePath {
+                // The client's own account of the failing run, beside its schedule.
+                try? clientOutput.write(to: URL(fileURLWithPath: path.replacingOccurrences(of: ".json", with: ".client.log")))
+            }
         }
         return result
     }

@@ -15,6 +15,8 @@ public struct FuzzSchedule: Codable, Sendable {
     public var settleMilliseconds: Double
     public var hangTimeoutMilliseconds: Double
     public var latency: String
+    /// The `--fault` rules of the run, which a reproduction needs too.
+    public var faults: [String] = []
     public var steps: [Scheduler.Step]
     public var verdict: VerificationReport
 

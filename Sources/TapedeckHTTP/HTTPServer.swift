@@ -21,6 +21,8 @@ public struct HTTPServerConfiguration: Sendable {
     /// Bytes per connection for the request line and headers; larger headers get
     /// 431 Request Header Fields Too Large from libmicrohttpd.
     public var headerMemoryLimit = 64 << 10
+    /// Connections open at once. libmicrohttpd's own default is about 1,020.
+    public var connectionLimit = 20_000
 
     public init() {}
 }
@@ -79,7 +81,7 @@ public final class HTTPServer: @unchecked Sendable {
             started = tapedeck_mhd_start(UInt32(flags), accessHandler, context, options)
         }
         guard let started else {
-            logTarget.deallocate()
+            // deinit frees logTarget, because every stored property is set by now.
             throw HTTPServerError.startFailed(
                 address: address.display,
                 detail: "\(String(cString: strerror(errno))) (is the port in use, or the TLS key and certificate mismatched?)")
@@ -131,6 +133,7 @@ public final class HTTPServer: @unchecked Sendable {
             option(.EXTERNAL_LOGGER, function: tapedeck_mhd_log_trampoline_pointer(), context: UnsafeMutableRawPointer(logTarget)),
             option(.CONNECTION_MEMORY_LIMIT, value: configuration.headerMemoryLimit),
             option(.CONNECTION_TIMEOUT, value: 0),
+            option(.CONNECTION_LIMIT, value: configuration.connectionLimit),
             option(.URI_LOG_CALLBACK, function: unsafeBitCast(beginRequest as MHD_LogUriCallbackPointer, to: UnsafeRawPointer.self), context: context),
             option(.NOTIFY_COMPLETED, function: unsafeBitCast(completeRequest as MHD_CompletedPointer, to: UnsafeRawPointer.self), context: context),
             option(.NOTIFY_CONNECTION, function: unsafeBitCast(notifyConnection as MHD_ConnectionPointer, to: UnsafeRawPointer.self), context: context),

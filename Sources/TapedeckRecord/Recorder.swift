@@ -67,7 +67,10 @@ public final class Recorder: HTTPRequestHandler, @unchecked Sendable {
         do {
             server = try HTTPServer(configuration: listen, clock: clock, logger: logger, handler: self)
         } catch {
+            // The cassette holds only its header, so remove it: rerunning the same
+            // command after fixing the address should not fail on "already exists".
             try? queue.finish()
+            try? FileManager.default.removeItem(atPath: configuration.cassettePath)
             throw error
         }
         logger.info("recording", ["cassette.path": configuration.cassettePath, "upstream": configuration.upstream.origin])

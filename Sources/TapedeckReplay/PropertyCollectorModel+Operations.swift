@@ -127,8 +127,9 @@ extension PropertyCollectorModel {
         }
         while true {
             lock.unlock()
-            // Wake at least every 50 ms to notice a client that gave up.
-            _ = waiter.semaphore.wait(timeout: .now() + .milliseconds(50))
+            // Wake now and then to notice a client that gave up; thousands of held
+            // polls make a short interval cost real CPU.
+            _ = waiter.semaphore.wait(timeout: .now() + .milliseconds(250))
             lock.lock()
             if waiter.canceled {
                 return .fault(type: "RequestCanceled", message: "The task was canceled by a user.", detail: "")

@@ -33,7 +33,11 @@ public struct ReplayReport: Codable, Sendable, Equatable {
     public var fromCassette = 0
     public var fromModel = 0
     public var heldUnanswered = 0
+    /// The first `assignmentLimit` assignments; later ones are only counted, so a
+    /// long-running replayer does not grow without bound.
     public var assignments: [Assignment] = []
+    public var assignmentsNotKept = 0
+    public static let assignmentLimit = 100_000
     /// The waiting call each change woke, in the order it happened.
     public var releases: [PropertyCollectorModel.Release] = []
     /// Task transitions as scheduled, in replay order; fixed by the cassette and
@@ -49,5 +53,13 @@ public struct ReplayReport: Codable, Sendable, Equatable {
     /// Requests that had no recorded response, plus recordings served again.
     public var problems: Int {
         misses.count + assignments.filter(\.reused).count
+    }
+
+    mutating func record(_ assignment: Assignment) {
+        if assignments.count < ReplayReport.assignmentLimit {
+            assignments.append(assignment)
+        } else {
+            assignmentsNotKept += 1
+        }
     }
 }

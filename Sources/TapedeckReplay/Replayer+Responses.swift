@@ -19,7 +19,7 @@ extension Replayer {
             sessionsByCookie[cookie] = session
             cookiesBySession[session] = cookie
             report.fromCassette += 1
-            report.assignments.append(.init(
+            report.record(.init(
                 request: parsed.key.description, session: session, occurrence: 1,
                 recordedSequence: cassette.entries[cassette.loginEntry[session]!].exchange.sequence, reused: false))
             return (session, cassette.entries[cassette.loginEntry[session]!], cookie)
@@ -44,7 +44,7 @@ extension Replayer {
                 var reused = false
                 if case .reused = outcome { reused = true }
                 report.fromCassette += 1
-                report.assignments.append(.init(
+                report.record(.init(
                     request: parsed.key.description, session: session, occurrence: occurrence,
                     recordedSequence: cassette.entries[index].exchange.sequence, reused: reused))
             case .miss:

@@ -19,8 +19,9 @@ public final class Scheduler: @unchecked Sendable {
         case pct(seed: UInt64, depth: Int, steps: Int)
         /// The response whose recording came first.
         case recorded
-        /// Follow a saved schedule; `strict` stops at the first step whose ready
-        /// set differs, otherwise such steps fall back to `fallbackSeed`.
+        /// Follow a saved schedule: release each step's saved choice when it is
+        /// ready. `strict` stops following at the first step where it is not;
+        /// otherwise such steps fall back to `fallbackSeed`.
         case saved(steps: [Step], strict: Bool, fallbackSeed: UInt64)
 
         public var description: String {
@@ -192,13 +193,12 @@ public final class Scheduler: @unchecked Sendable {
 
     private func savedChoice(_ saved: [Step], strict: Bool) -> Int {
         let position = steps.count
-        if position < saved.count, Set(saved[position].ready) == Set(ready.map(\.label)),
-           let index = ready.firstIndex(where: { $0.label == saved[position].chosen }) {
+        if position < saved.count, let index = ready.firstIndex(where: { $0.label == saved[position].chosen }) {
             return index
         }
         if divergence == nil {
             let expected = position < saved.count ? saved[position].ready.sorted().joined(separator: ", ") : "the end of the schedule"
-            divergence = "step \(position + 1): ready set [\(ready.map(\.label).sorted().joined(separator: ", "))] differs from the saved [\(expected)]"
+            divergence = "step \(position + 1): ready set [\(ready.map(\.label).sorted().joined(separator: ", "))] lacks the saved choice; saved ready set [\(expected)]"
             logger.warning("replay diverged from the saved schedule", ["schedule.step": "\(position + 1)", "detail": divergence!])
         }
         if strict {

@@ -21,6 +21,7 @@ private struct FlowState {
         var collectorKey: String
         var tasks: [String]
         var created: Int
+        var createdAt: UInt64
         var destroyed: Int?
         var destroyedAt: UInt64?
     }
@@ -55,7 +56,8 @@ private struct FlowState {
             sessions[task] = fact.session
         case .filterCreated(let collector, let filter, let watched):
             guard let filter else { break }
-            filters[filter] = Filter(collectorKey: key(fact.session, collector), tasks: watched, created: fact.sequence)
+            filters[filter] = Filter(
+                collectorKey: key(fact.session, collector), tasks: watched, created: fact.sequence, createdAt: fact.start)
             for task in watched { filtersByTask[task, default: []].append(filter) }
         case .filterDestroyed(let filter):
             filters[filter]?.destroyed = fact.sequence
@@ -126,7 +128,11 @@ private struct FlowState {
         let session = sessions[task] ?? nil
         let ended = filter.destroyed ?? collectorDestroyed[filter.collectorKey]
         let collectorWaits = waits[filter.collectorKey] ?? []
-        let overlapping = !overlaps(collectorWaits).isEmpty
+        // Only overlaps while this flow's filter existed count against it.
+        let lifetimeEnd = filter.destroyedAt ?? .max
+        let overlapping = overlaps(collectorWaits).contains { first, second, _ in
+            second.fact.start < lifetimeEnd && (first.fact.end ?? .max) > filter.createdAt
+        }
 
         if let final = delivered[task], let stuck {
             let ending = stuck.fact.end == nil ? "is still pending" : "was abandoned by the client"
@@ -143,7 +149,7 @@ private struct FlowState {
                 if overlapping {
                     return FlowVerdict(
                         task: task, session: session, collector: collector, kind: .protocolViolation,
-                        evidence: ["#\(final.sequence) delivered the final state and #\(ended) ended the flow, but waits on \(collector ?? "?") overlapped"],
+                        evidence: ["#\(final.sequence) delivered the final state and #\(ended) ended the flow, but waits on \(collector ?? "?") overlapped while the flow's filter existed"],
                         exchanges: [final.sequence, ended])
                 }
                 return FlowVerdict(

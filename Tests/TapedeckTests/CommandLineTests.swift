@@ -120,6 +120,12 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(result.error, "Error: cassette '/tmp/tapedeck-no-such-file.cassette' not found; check the path\n")
     }
 
+    func testMissingOutputDirectoryIsRejectedUpFront() {
+        let result = run(["verify", "/tmp/x.cassette", "--junit", "/tmp/tapedeck-no-such-dir/verify.xml"])
+        XCTAssertEqual(result.code, .usage)
+        XCTAssertTrue(result.error.hasPrefix("Error: the directory '/tmp/tapedeck-no-such-dir' of --junit does not exist\n"), result.error)
+    }
+
     func testUnknownCommandExitsTwo() {
         let result = run(["replay-everything"])
         XCTAssertEqual(result.code, .usage)

@@ -202,7 +202,7 @@ final class ReplayCassetteErrorTests: XCTestCase {
         try bytes.write(to: corrupt)
         let damaged = try replay(corrupt.path)
         XCTAssertEqual(damaged.status, 2)
-        XCTAssertTrue(damaged.error.contains("is corrupt at compressed byte"), damaged.error)
+        XCTAssertTrue(damaged.error.contains("is corrupt at or after compressed byte"), damaged.error)
     }
 
     func testTruncatedCassetteReplaysItsCompleteExchanges() throws {
