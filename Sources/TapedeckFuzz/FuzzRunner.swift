@@ -100,7 +100,7 @@ public final class FuzzRunner {
         return results
     }
 
-    /// The strategy and seed of run `index`. PCT's step count adapts to the runs
+    /// Returns the strategy and seed of run `index`. PCT's step count adapts to the runs
     /// made so far.
     public func plan(index: Int) -> (String, Scheduler.Strategy, UInt64) {
         if let saved = configuration.savedSchedule {
@@ -168,7 +168,7 @@ public final class FuzzRunner {
 
     /// Waits for the client to exit. Stops it early once the client has been quiet
     /// for the settle window plus the hang timeout while requests are pending, and
-    /// the stream so far proves a flow blocked; returns how long the client had
+    /// the stream so far proves a flow blocked. Returns how long the client had
     /// been quiet then, in nanoseconds, or nil when it was not stopped early.
     private func watch(_ client: ClientProcess, replayer: Replayer) -> UInt64? {
         let deadline = Date().addingTimeInterval(Double(Replayer.nanoseconds(configuration.runTimeout)) / 1e9)

@@ -13,7 +13,7 @@ extension PropertyCollectorModel {
         "task": "ManagedObjectReference", "entity": "ManagedObjectReference", "description": "LocalizableMessage",
     ]
 
-    /// The replay time at which a recorded observation of `object` takes effect.
+    /// Returns the replay time at which a recorded observation of `object` takes effect.
     func fireTime(of observationTime: UInt64, for object: ManagedObjectReference, history: RecordedWorld.History) -> UInt64 {
         if !timing.absolute, let created = taskCreatedAt[object], let recordedCreated = history.createdAt {
             let offset = Double(observationTime &- min(observationTime, recordedCreated))
@@ -28,7 +28,7 @@ extension PropertyCollectorModel {
         return timing.scale * Double.random(in: 0.5...1.5, using: &generator)
     }
 
-    /// The object's properties as of replay time `now`: canonical `val` XML by name.
+    /// Returns the object's properties as of replay time `now`: canonical `val` XML by name.
     func currentProperties(of object: ManagedObjectReference, at now: UInt64) -> [String: String] {
         guard let history = world.history(of: object) else { return [:] }
         var properties: [String: String] = [:]
@@ -42,7 +42,7 @@ extension PropertyCollectorModel {
         return properties
     }
 
-    /// The properties of `object` that `specs` select, by path.
+    /// Returns the properties of `object` that `specs` select, by path.
     func selectedProperties(of object: ManagedObjectReference, specs: [PropertySpec], at now: UInt64) -> [String: String] {
         let current = currentProperties(of: object, at: now)
         var selected: [String: String] = [:]

@@ -27,7 +27,7 @@ public final class PropertyCollectorModel: @unchecked Sendable {
         case abandoned
     }
 
-    /// What a call with an empty version returns.
+    /// The rule for what a call with an empty version returns.
     public enum Semantics: String, Sendable, Codable, CaseIterable {
         /// The vSphere API reference: the current state of every filter.
         case vcenter
@@ -36,7 +36,7 @@ public final class PropertyCollectorModel: @unchecked Sendable {
         case vcsim
     }
 
-    /// Which waiting call a change wakes.
+    /// The rule for which waiting call a change wakes.
     enum ReleasePolicy: Sendable {
         /// The call that has waited longest.
         case longestWaiting
@@ -44,7 +44,7 @@ public final class PropertyCollectorModel: @unchecked Sendable {
         case seeded(UInt64)
     }
 
-    /// How recorded times turn into replay times for task transitions.
+    /// The mapping from recorded times to replay times for task transitions.
     struct Timing: Sendable {
         /// Multiplies recorded offsets; 0 makes every transition immediate.
         var scale = 1.0

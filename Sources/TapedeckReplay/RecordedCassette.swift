@@ -17,7 +17,7 @@ final class RecordedCassette: @unchecked Sendable {
     let header: CassetteHeader
     private(set) var truncation: Truncation?
     private(set) var entries: [Entry] = []
-    /// Recorded sessions in the order their logins answered.
+    /// Recorded sessions in the order their logins were answered.
     private(set) var sessionsInLoginOrder: [String] = []
     /// Index into `entries` of each session's login exchange.
     private(set) var loginEntry: [String: Int] = [:]
@@ -78,7 +78,7 @@ final class RecordedCassette: @unchecked Sendable {
         }
     }
 
-    /// The session a login response created, from its `Set-Cookie` placeholder.
+    /// Returns the session a login response created, from its `Set-Cookie` placeholder.
     static func sessionSetBy(_ exchange: Exchange) -> String? {
         guard let cookie = exchange.response?.headers.first(where: { $0.name.lowercased() == "set-cookie" })?.value,
               let range = cookie.range(of: "redacted-session-")

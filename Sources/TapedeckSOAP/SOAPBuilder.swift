@@ -10,13 +10,13 @@ public enum SOAPBuilder {
         """
     private static let epilogue = "</soapenv:Body></soapenv:Envelope>"
 
-    /// A `<OperationResponse>` holding `content`, which is canonical XML
+    /// Builds an `<OperationResponse>` holding `content`, which is canonical XML
     /// (see `XMLElement.canonicalXML`) such as `<returnval>…</returnval>`.
     public static func response(operation: String, content: String) -> Data {
         Data((prologue + "<\(operation)Response xmlns=\"urn:vim25\">\(content)</\(operation)Response>" + epilogue).utf8)
     }
 
-    /// A SOAP fault with a typed detail, such as `ManagedObjectNotFound` with its
+    /// Builds a SOAP fault with a typed detail, such as `ManagedObjectNotFound` with its
     /// `obj`. `detail` is canonical XML for the fault's fields.
     public static func fault(type: String, message: String, detail: String = "") -> Data {
         let body = """
