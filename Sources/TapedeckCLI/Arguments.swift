@@ -48,7 +48,14 @@ struct Arguments {
     }
 
     mutating func requiredValue(_ name: String, meaning: String) throws(UsageError) -> String {
-        guard let value = try value(name) else { throw UsageError("missing \(name) \(meaning)") }
+        guard let value = try value(name) else {
+            // A typo in a required option should be named as such, not reported as
+            // the option missing.
+            if let typo = words.first(where: { $0.hasPrefix("--") && editDistance($0, name) <= 2 }) {
+                throw UsageError("unknown option '\(typo)'; did you mean \(name)?")
+            }
+            throw UsageError("missing \(name) \(meaning)")
+        }
         return value
     }
 
@@ -72,6 +79,24 @@ struct Arguments {
         if first.hasPrefix("-") { throw UsageError("unknown option '\(first)'") }
         throw UsageError("unexpected argument '\(first)'")
     }
+}
+
+/// Returns the Levenshtein distance between two option names.
+func editDistance(_ left: String, _ right: String) -> Int {
+    let a = Array(left)
+    let b = Array(right)
+    guard !a.isEmpty else { return b.count }
+    guard !b.isEmpty else { return a.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            let substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, substitution)
+        }
+        previous = current
+    }
+    return previous[b.count]
 }
 
 /// Rejects an output file whose directory does not exist, before any work starts,

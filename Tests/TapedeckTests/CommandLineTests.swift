@@ -126,6 +126,12 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.error.hasPrefix("Error: the directory '/tmp/tapedeck-no-such-dir' of --junit does not exist\n"), result.error)
     }
 
+    func testMisspelledRequiredOptionIsNamed() {
+        let replay = run(["replay", "--casette", "/tmp/x.cassette"])
+        XCTAssertEqual(replay.code, .usage)
+        XCTAssertTrue(replay.error.hasPrefix("Error: unknown option '--casette'; did you mean --cassette?\n"), replay.error)
+    }
+
     func testUnknownCommandExitsTwo() {
         let result = run(["replay-everything"])
         XCTAssertEqual(result.code, .usage)
