@@ -78,10 +78,12 @@ private struct FlowState {
 
     func verdicts() -> [FlowVerdict] {
         let stuck = stuckWaits()
-        return tasks.compactMap { verdict(for: $0, stuck: stuck[$0]) }
+        // Overlapping pairs once per collector, not once per flow on it.
+        let overlapping = waits.mapValues(overlaps)
+        return tasks.compactMap { verdict(for: $0, stuck: stuck[$0], overlapping: overlapping) }
     }
 
-    /// Pairs each wait that never got an answer with the flow it left blocked: a
+    /// Pairs each wait that never got a response with the flow it left blocked: a
     /// flow on the same collector whose task's final state had already gone to
     /// another call before the wait started, and whose filter was still there when
     /// it started. A client that gives up cleans up its own filter right away, so
@@ -117,7 +119,7 @@ private struct FlowState {
         filtersByTask[task]?.first.flatMap { filters[$0]?.destroyedAt } ?? .max
     }
 
-    private func verdict(for task: String, stuck: Wait?) -> FlowVerdict? {
+    private func verdict(for task: String, stuck: Wait?, overlapping: [String: [(Wait, Wait, UInt64)]]) -> FlowVerdict? {
         guard let filterID = filtersByTask[task]?.first, let filter = filters[filterID] else {
             guard let polled = polledFinal[task] else { return nil }
             return FlowVerdict(
@@ -130,7 +132,7 @@ private struct FlowState {
         let collectorWaits = waits[filter.collectorKey] ?? []
         // Only overlaps while this flow's filter existed count against it.
         let lifetimeEnd = filter.destroyedAt ?? .max
-        let overlapping = overlaps(collectorWaits).contains { first, second, _ in
+        let overlapsDuringFlow = (overlapping[filter.collectorKey] ?? []).contains { first, second, _ in
             second.fact.start < lifetimeEnd && (first.fact.end ?? .max) > filter.createdAt
         }
 
@@ -146,7 +148,7 @@ private struct FlowState {
         }
         if let final = delivered[task] {
             if let ended, ended > final.sequence || polledFinal[task] != nil {
-                if overlapping {
+                if overlapsDuringFlow {
                     return FlowVerdict(
                         task: task, session: session, collector: collector, kind: .protocolViolation,
                         evidence: ["#\(final.sequence) delivered the final state and #\(ended) ended the flow, but waits on \(collector ?? "?") overlapped while the flow's filter existed"],
