@@ -1,7 +1,7 @@
 import Foundation
 import TapedeckCore
 
-/// Where a cassette that did not end cleanly stops: the normal state of a file
+/// The end point of a cassette that did not end cleanly: the normal state of a file
 /// whose recorder was killed.
 public struct Truncation: Sendable, Equatable, CustomStringConvertible {
     /// Complete exchanges read before the end.
@@ -29,7 +29,7 @@ public final class CassetteReader {
     private let decompressor: ZstdDecompressor
     private let decoder = JSONDecoder()
     private var pending = Data()
-    /// Start of the unread part of `pending`; consumed lines are dropped in bulk,
+    /// Start of the unread part of `pending`. Consumed lines are dropped in bulk,
     /// because removing each line from the front would copy the rest every time.
     private var pendingStart = 0
     private var compressedOffset: Int64 = 0

@@ -32,8 +32,8 @@ final class ClientProcess {
 
     var isRunning: Bool { process.isRunning }
 
-    /// What the client wrote to standard output and standard error, kept by
-    /// `finish()` before it removes the file.
+    /// The client's standard output and standard error, kept by `finish()`
+    /// before it removes the file.
     private(set) var output = Data()
 
     /// Ends the client if it still runs (SIGTERM, then SIGKILL after a second) and

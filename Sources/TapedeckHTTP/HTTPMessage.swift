@@ -6,7 +6,7 @@ import TapedeckCore
 /// temporary file beyond it so that large uploads never sit in memory.
 public enum MessageBody: Sendable {
     case inMemory(Data)
-    /// An open descriptor of an unlinked file, owned by whoever created the body.
+    /// An open descriptor of an unlinked file, owned by the code that created the body.
     case spooled(descriptor: Int32, size: Int64)
 
     public var size: Int64 {

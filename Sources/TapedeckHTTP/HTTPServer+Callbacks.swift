@@ -18,7 +18,7 @@ final class RequestState {
         case finished
     }
 
-    /// What the access handler should do after a transition.
+    /// The access handler's next step after a transition.
     enum Action {
         case continueReading
         case dispatch(MessageBody)

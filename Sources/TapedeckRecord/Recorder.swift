@@ -31,7 +31,7 @@ public struct RecorderStatistics: Sendable, Equatable {
 }
 
 /// A reverse proxy that forwards every request to the upstream and records each
-/// exchange, answered or not, into a new cassette.
+/// exchange, with or without a response, into a new cassette.
 public final class Recorder: HTTPRequestHandler, @unchecked Sendable {
     public let configuration: RecorderConfiguration
     private let logger: Logger
@@ -184,7 +184,7 @@ public final class Recorder: HTTPRequestHandler, @unchecked Sendable {
         }
     }
 
-    /// The cassette's copy of a body: omitted with its size when it was spooled.
+    /// Returns the cassette's copy of a body: omitted, with its size, when it was spooled.
     private func recorded(_ body: MessageBody) -> Body {
         switch body {
         case .inMemory(let data): Body(data)

@@ -10,13 +10,13 @@ import TapedeckSOAP
 /// matching request with `@N`, or every matching request when neither is given.
 public struct FaultRule: Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
-        /// A wait answered with no UpdateSet, as when `maxWaitSeconds` passes.
+        /// A wait response with no UpdateSet, as when `maxWaitSeconds` passes.
         case emptyUpdateSet
         case requestCanceled
         /// The session expired.
         case notAuthenticated
         case invalidCollectorVersion
-        /// The normal answer, after this extra delay.
+        /// The normal response, after this extra delay.
         case delay(Duration)
         /// The connection is closed without a response.
         case connectionReset

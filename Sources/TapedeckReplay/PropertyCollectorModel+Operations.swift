@@ -4,8 +4,8 @@ import TapedeckCore
 import TapedeckSOAP
 
 extension PropertyCollectorModel {
-    /// Operations the model answers; RetrievePropertiesEx, RetrieveProperties and
-    /// Fetch only when they read tasks.
+    /// Operations the model responds to. RetrievePropertiesEx, RetrieveProperties
+    /// and Fetch go to the model only when they read tasks.
     static let operations: Set<String> = [
         "CreatePropertyCollector", "DestroyPropertyCollector", "CreateFilter", "DestroyPropertyFilter",
         "WaitForUpdatesEx", "WaitForUpdates", "CheckForUpdates", "CancelWaitForUpdates",
@@ -81,7 +81,7 @@ extension PropertyCollectorModel {
 
     // MARK: - Waiting
 
-    /// Answers WaitForUpdatesEx, WaitForUpdates or CheckForUpdates. Blocks until a
+    /// Responds to WaitForUpdatesEx, WaitForUpdates or CheckForUpdates. Blocks until a
     /// change is delivered to this call, `maxWaitSeconds` passes, the wait is
     /// cancelled, or `isAbandoned` turns true.
     func wait(
@@ -234,7 +234,7 @@ extension PropertyCollectorModel {
 
     // MARK: - Reading tasks
 
-    /// Answers RetrievePropertiesEx or RetrieveProperties when every object it
+    /// Responds to RetrievePropertiesEx or RetrieveProperties when every object it
     /// names is a recorded task and no traversal is asked for; nil otherwise.
     func retrieve(operation: String, element: XMLElement) -> Answer? {
         let specs = element.children.filter { $0.localName == "specSet" }.compactMap(FilterSpec.init)

@@ -5,7 +5,7 @@ import TapedeckSOAP
 
 extension PropertyCollectorModel {
     /// `xsi:type` of TaskInfo fields, for values derived from a recorded `info`
-    /// when a filter asks for a sub-path such as `info.state`.
+    /// when a filter selects a sub-path such as `info.state`.
     static let taskInfoFieldTypes: [String: String] = [
         "state": "TaskInfoState", "error": "LocalizedMethodFault", "progress": "xsd:int",
         "cancelled": "xsd:boolean", "cancelable": "xsd:boolean", "queueTime": "xsd:dateTime",
@@ -32,7 +32,7 @@ extension PropertyCollectorModel {
     func currentProperties(of object: ManagedObjectReference, at now: UInt64) -> [String: String] {
         guard let history = world.history(of: object) else { return [:] }
         var properties: [String: String] = [:]
-        // The first observation holds from the start: nothing earlier is known.
+        // The first observation applies from the start, because nothing earlier was recorded.
         for (index, observation) in history.observations.enumerated()
         where index == 0 || fireTime(of: observation.time, for: object, history: history) <= now {
             for (name, value) in observation.properties {

@@ -9,7 +9,7 @@ struct PropertySpec: Sendable {
     var all: Bool
     var paths: [String]
 
-    /// Whether this spec applies to the object. The model knows no type
+    /// Returns whether this spec applies to the object. The model has no type
     /// hierarchy, so a spec also applies when it names a property the object has.
     func applies(to object: ManagedObjectReference, knownProperties: Set<String>) -> Bool {
         type == object.type || paths.contains { knownProperties.contains(($0.split(separator: ".").first).map(String.init) ?? $0) }
@@ -23,7 +23,7 @@ struct FilterSpec {
     var objects: [ManagedObjectReference]
     /// Starting objects marked `skip`: only the start of a traversal.
     var skipped: [ManagedObjectReference]
-    /// True when an object spec asks to traverse (`selectSet`) or to skip the
+    /// True when an object spec requests a traversal (`selectSet`) or to skip the
     /// starting object, which the model cannot evaluate.
     var needsTraversal: Bool
 

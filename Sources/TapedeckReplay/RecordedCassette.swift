@@ -17,7 +17,7 @@ final class RecordedCassette: @unchecked Sendable {
     let header: CassetteHeader
     private(set) var truncation: Truncation?
     private(set) var entries: [Entry] = []
-    /// Recorded sessions in the order their logins were answered.
+    /// Recorded sessions in the order their login responses arrived.
     private(set) var sessionsInLoginOrder: [String] = []
     /// Index into `entries` of each session's login exchange.
     private(set) var loginEntry: [String: Int] = [:]
@@ -56,7 +56,7 @@ final class RecordedCassette: @unchecked Sendable {
     }
 
     /// The objects that recorded filters with these CreateFilter arguments
-    /// reported, which is all replay knows of where their traversal specs led.
+    /// reported, the only record of where their traversal specs led.
     func recordedObjects(forFilterArguments arguments: String) -> [ManagedObjectReference] {
         let filters = filtersByArguments[arguments] ?? []
         let objects = filters.reduce(into: Set<ManagedObjectReference>()) { $0.formUnion(objectsByFilter[$1] ?? []) }

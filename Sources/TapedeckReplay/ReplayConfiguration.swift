@@ -91,8 +91,8 @@ public struct ReplayConfiguration: Sendable {
     /// Element paths below the operation, such as `config/annotation`, left out
     /// of matching.
     public var ignoredPaths: Set<String> = []
-    /// What an empty-version wait returns; nil picks vcsim's semantics for a
-    /// cassette recorded from vcsim and the API reference's otherwise.
+    /// The semantics of an empty-version wait. Nil picks vcsim's for a cassette
+    /// recorded from vcsim, and the API reference's otherwise.
     public var collectorSemantics: PropertyCollectorModel.Semantics?
     /// When set, responses are released one at a time by a `Scheduler`.
     public var scheduling: SchedulingOptions?

@@ -28,7 +28,7 @@ final class WallTime: ReplayTime {
     }
 }
 
-/// Time that moves only when the scheduler says so. Under fuzzing, a task that
+/// Time that moves only when the scheduler advances it. Under fuzzing, a task that
 /// took 30 s when recorded, or a wait with a 10-minute `maxWaitSeconds`, costs
 /// no wall-clock time: when nothing is ready and the client is quiet, the
 /// scheduler advances this clock to the next timer.
@@ -50,7 +50,7 @@ public final class VirtualTime: ReplayTime, @unchecked Sendable {
         lock.withLock { current }
     }
 
-    /// An action already due runs at once on another thread, as a dispatch timer
+    /// Schedules `action`. An action already due runs at once on another thread, as a dispatch timer
     /// would, because callers schedule while holding their own locks.
     public func schedule(at due: UInt64, _ action: @escaping @Sendable () -> Void) {
         let runNow = lock.withLock { () -> Bool in

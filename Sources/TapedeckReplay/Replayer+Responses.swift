@@ -70,8 +70,8 @@ extension Replayer {
         }
     }
 
-    /// Serves a recorded exchange after its latency, holding it instead when the
-    /// recorded server never answered.
+    /// Serves a recorded exchange after its latency, or holds the request when the
+    /// recorded server never responded.
     private func recordedResponse(_ entry: RecordedCassette.Entry, request: IncomingRequest, parsed: ParsedRequest) -> OutgoingResponse? {
         let exchange = entry.exchange
         guard let response = exchange.response else {

@@ -176,7 +176,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         }
     }
 
-    /// A name for a held response that is the same in every run of the same
+    /// Returns a name for a held response that is the same in every run of the same
     /// client: the operation, its target, and a digest of its arguments.
     static func scheduleLabel(_ parsed: ParsedRequest) -> String {
         let digest = SHA256.hexDigest(Data(parsed.key.arguments.utf8)).prefix(8)
@@ -255,7 +255,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         }
     }
 
-    /// The value of the `vmware_soap_session` cookie, or of the REST session header.
+    /// Returns the value of the `vmware_soap_session` cookie, or of the REST session header.
     static func sessionCookie(in headers: [Header]) -> String? {
         for header in headers where header.name.lowercased() == "cookie" {
             for pair in header.value.split(separator: ";") {

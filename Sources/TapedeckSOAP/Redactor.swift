@@ -8,7 +8,7 @@ import TapedeckCore
 /// rule are also remembered and replaced wherever they appear later, in any header
 /// or body. Not thread-safe: the recorder's writer thread owns it.
 public final class Redactor {
-    /// What kind of secret a placeholder stands for.
+    /// The kind of secret a placeholder replaces.
     public enum Kind: String, Sendable {
         /// Session cookies and REST session ids.
         case session

@@ -1,7 +1,7 @@
 import Foundation
 import TapedeckCore
 
-/// Builds SOAP responses the way vCenter spells them, for answers that replay
+/// Builds SOAP responses the way vCenter spells them, for responses that replay
 /// computes instead of copying from a cassette.
 public enum SOAPBuilder {
     private static let prologue = """

@@ -111,7 +111,7 @@ final class RecordIntegrationTests: XCTestCase {
 
     func testSharedCollectorBlockedWaitsAreUnanswered() throws {
         // About 1 run in 140 against vcsim blocks no wait at all, because the
-        // count depends on how the first waiters' calls interleave; one retry
+        // count depends on how the first waiters' calls interleave. One retry
         // keeps that from failing the suite.
         var recorder: RecorderProcess!
         var run: WorkloadRun!

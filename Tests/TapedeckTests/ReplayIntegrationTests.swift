@@ -71,7 +71,7 @@ final class ReplayIntegrationTests: XCTestCase {
     func testSharedCollectorWorkloadBlocksAsItDidLive() throws {
         for order in [ReplayOrder.arrival, .seeded] {
             // Whether a wait blocks depends on how the client's goroutines
-            // interleave, live and in replay; about 1 run in 20 blocks none, so a
+            // interleave, live and in replay. About 1 run in 20 blocks none, so a
             // run may be tried 3 times. Every try must end without replay errors.
             var run: WorkloadRun!
             var report: ReplayReport!

@@ -4,8 +4,8 @@ import TapedeckCore
 import TapedeckSOAP
 import XCTest
 
-/// The cassettes in Cassettes/ read cleanly, hold what their README says, and
-/// contain no secret.
+/// Checks that the cassettes in Cassettes/ read cleanly, contain what their
+/// README describes, and contain no secret.
 final class ShippedCassetteTests: XCTestCase {
     private func load(_ name: String) throws -> [Exchange] {
         let reader = try CassetteReader(path: Paths.repositoryRoot.appendingPathComponent("Cassettes/\(name).cassette").path)
