@@ -2,7 +2,7 @@ import CMicroHTTPD
 import Foundation
 import TapedeckCore
 
-// libmicrohttpd calls these C functions on each connection's thread. They find the
+// libmicrohttpd calls these C functions on the connection's thread. They find the
 // server through their context pointer and the request through `*con_cls`.
 
 /// Per-request state, created when the request line arrives and released when
@@ -14,6 +14,9 @@ final class RequestState {
         case headersReceived
         /// Body bytes are arriving, possibly none.
         case receivingBody
+        /// The handler returned without a response, and the connection is
+        /// suspended until the responder resumes it.
+        case awaitingResponse(HTTPResponder)
         /// The handler ran and a response was queued, or the connection is closing.
         case finished
     }
@@ -23,6 +26,8 @@ final class RequestState {
         case continueReading
         case dispatch(MessageBody)
         case reject(status: Int, message: String)
+        /// The connection was resumed: send the responder's response.
+        case deliver(HTTPResponder)
     }
 
     let uri: String
@@ -52,9 +57,16 @@ final class RequestState {
                 return .reject(status: 507, message: "tapedeck: could not spool the request body to a temporary file")
             }
             return .dispatch(body.take())
+        case .awaitingResponse(let responder):
+            phase = .finished
+            return .deliver(responder)
         case .finished:
             return .continueReading
         }
+    }
+
+    func awaitResponse(from responder: HTTPResponder) {
+        phase = .awaitingResponse(responder)
     }
 }
 
@@ -83,8 +95,9 @@ let accessHandler: MHD_AccessHandlerCallback = { context, connection, _, method,
             startedAt: state.startedAt,
             completedAt: server.clock.elapsed(),
             client: ClientConnection(descriptor: tapedeck_mhd_connection_fd(connection)))
-        guard let response = server.handler.handle(request) else { return .NO }
-        return queue(response, on: connection)
+        return server.dispatch(request, on: connection, state: state)
+    case .deliver(let responder):
+        return server.resume(responder, on: connection)
     }
 }
 
@@ -135,7 +148,7 @@ private func requestHeaders(of connection: OpaquePointer) -> [Header] {
     return collector.headers
 }
 
-private func queue(_ response: OutgoingResponse, on connection: OpaquePointer) -> MHD_Result {
+func queue(_ response: OutgoingResponse, on connection: OpaquePointer) -> MHD_Result {
     let made: OpaquePointer?
     switch response.body {
     case .inMemory(let data):

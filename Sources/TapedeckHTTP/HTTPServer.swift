@@ -3,11 +3,35 @@ import Foundation
 import Synchronization
 import TapedeckCore
 
-/// Receives each complete request on the connection's own thread, so a handler may
-/// block (on an upstream long poll, say) without holding up other connections.
+/// Receives each complete request and responds through its `HTTPResponder`, at
+/// once or later. Under `HTTPServerThreading.eventLoop` a handler must not block,
+/// because one event-loop thread serves many connections.
 public protocol HTTPRequestHandler: AnyObject, Sendable {
+    func handle(_ request: IncomingRequest, responder: HTTPResponder)
+}
+
+/// A handler that computes each response on the connection's own thread, blocking
+/// as long as it needs to. Only for `HTTPServerThreading.threadPerConnection`.
+public protocol BlockingHTTPRequestHandler: HTTPRequestHandler {
     /// Returns the response, or nil to close the connection without one.
     func handle(_ request: IncomingRequest) -> OutgoingResponse?
+}
+
+extension BlockingHTTPRequestHandler {
+    public func handle(_ request: IncomingRequest, responder: HTTPResponder) {
+        responder.respond(handle(request))
+    }
+}
+
+/// How the server's threads share the connections.
+public enum HTTPServerThreading: Sendable, Equatable {
+    /// A thread for each connection, so a handler may block (on an upstream long
+    /// poll, say) without holding up other connections. Each costs a thread stack.
+    case threadPerConnection
+    /// A fixed number of epoll threads for all connections. A request without a
+    /// response yet is suspended and costs no thread, so thousands of held long
+    /// polls cost little more than their connection buffers.
+    case eventLoop(threads: Int)
 }
 
 public struct HTTPServerConfiguration: Sendable {
@@ -23,6 +47,7 @@ public struct HTTPServerConfiguration: Sendable {
     public var headerMemoryLimit = 64 << 10
     /// Connections open at once. libmicrohttpd's own default is about 1,020.
     public var connectionLimit = 20_000
+    public var threading = HTTPServerThreading.threadPerConnection
 
     public init() {}
 }
@@ -41,22 +66,23 @@ public enum HTTPServerError: Error, CustomStringConvertible {
     }
 }
 
-/// An HTTP/1.1 server on libmicrohttpd with one thread per connection.
-///
-/// A thread per connection keeps long polls simple: a handler blocked for minutes
-/// on `WaitForUpdatesEx` costs one parked thread and delays nobody else.
+/// An HTTP/1.1 server on libmicrohttpd, with a thread per connection or a small
+/// pool of event-loop threads (see `HTTPServerThreading`).
 public final class HTTPServer: @unchecked Sendable {
     public let clock: MonotonicClock
     public private(set) var port: UInt16 = 0
     public let isTLS: Bool
+    public let threading: HTTPServerThreading
 
     let handler: any HTTPRequestHandler
     let logger: Logger
     let bodyMemoryLimit: Int
+    let waiting = WaitingRequests()
     private let nextConnectionID = Atomic<Int>(0)
     private let daemon = Mutex<DaemonHandle?>(nil)
     private let logTarget: UnsafeMutablePointer<tapedeck_log_target>
     private var tlsStrings: [UnsafeMutablePointer<CChar>] = []
+    private var watcher: Thread?
 
     public init(
         configuration: HTTPServerConfiguration, clock: MonotonicClock, logger: Logger,
@@ -65,13 +91,19 @@ public final class HTTPServer: @unchecked Sendable {
         self.clock = clock
         self.logger = logger
         self.handler = handler
+        threading = configuration.threading
         bodyMemoryLimit = configuration.bodyMemoryLimit
         isTLS = configuration.certificatePEM != nil && configuration.privateKeyPEM != nil
         logTarget = .allocate(capacity: 1)
 
         let address = try SocketAddress(host: configuration.host, port: configuration.port)
-        var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_THREAD_PER_CONNECTION.rawValue
-            | MHD_USE_POLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
+        var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue
+        switch threading {
+        case .threadPerConnection:
+            flags |= MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_POLL.rawValue
+        case .eventLoop:
+            flags |= MHD_USE_EPOLL.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
+        }
         if address.isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         if isTLS { flags |= MHD_USE_TLS.rawValue }
 
@@ -88,6 +120,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         port = tapedeck_mhd_bound_port(started)
         daemon.withLock { $0 = DaemonHandle(pointer: started) }
+        startWatcher()
         logger.debug("listening", ["http.address": address.display, "http.port": "\(port)"])
     }
 
@@ -106,13 +139,22 @@ public final class HTTPServer: @unchecked Sendable {
         }
     }
 
-    /// Stops the server, closing every connection. Waits for handlers to return.
+    /// Stops the server, closing every connection. Requests still waiting for a
+    /// response are cancelled and closed without one; waits for handlers to return.
     public func stop() {
         let running = daemon.withLock { daemon -> DaemonHandle? in
             defer { daemon = nil }
             return daemon
         }
-        if let running { MHD_stop_daemon(running.pointer) }
+        guard let running else { return }
+
+        // libmicrohttpd must not stop with a connection still suspended, so every
+        // waiting request is closed first, and none may start waiting after this.
+        for responder in waiting.closeAll() {
+            responder.cancel()
+            responder.respond(nil)
+        }
+        MHD_stop_daemon(running.pointer)
     }
 
     func makeConnectionID() -> Int {
@@ -138,6 +180,9 @@ public final class HTTPServer: @unchecked Sendable {
             option(.NOTIFY_COMPLETED, function: unsafeBitCast(completeRequest as MHD_CompletedPointer, to: UnsafeRawPointer.self), context: context),
             option(.NOTIFY_CONNECTION, function: unsafeBitCast(notifyConnection as MHD_ConnectionPointer, to: UnsafeRawPointer.self), context: context),
         ]
+        if case .eventLoop(let threads) = threading, threads > 1 {
+            items.append(option(.THREAD_POOL_SIZE, value: threads))
+        }
         if isTLS, let certificate = configuration.certificatePEM, let key = configuration.privateKeyPEM {
             let certificateString = strdup(certificate)!
             let keyString = strdup(key)!

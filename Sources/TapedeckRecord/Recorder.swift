@@ -32,7 +32,7 @@ public struct RecorderStatistics: Sendable, Equatable {
 
 /// A reverse proxy that forwards every request to the upstream and records each
 /// exchange, with or without a response, into a new cassette.
-public final class Recorder: HTTPRequestHandler, @unchecked Sendable {
+public final class Recorder: BlockingHTTPRequestHandler, @unchecked Sendable {
     public let configuration: RecorderConfiguration
     private let logger: Logger
     private let clock = MonotonicClock()

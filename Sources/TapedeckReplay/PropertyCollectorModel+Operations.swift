@@ -22,12 +22,14 @@ extension PropertyCollectorModel {
     }
 
     func destroyCollector(session: String, _ reference: ManagedObjectReference) -> Answer {
-        lock.withLock {
-            guard let collector = collectors.removeValue(forKey: key(session, reference)) else { return notFound(reference) }
+        let removed = lock.withLock { () -> Collector? in
+            guard let collector = collectors.removeValue(forKey: key(session, reference)) else { return nil }
             for entry in collector.filters { filterOwners[key(session, entry.filter.reference)] = nil }
-            cancelWaiters(of: collector)
-            return .content("")
+            return collector
         }
+        guard let removed else { return notFound(reference) }
+        cancelWaiters(of: removed)
+        return .content("")
     }
 
     /// Creates a filter. `recordedObjects` lists what recorded filters with the
@@ -37,7 +39,9 @@ extension PropertyCollectorModel {
         session: String, collector reference: ManagedObjectReference, spec element: XMLElement?,
         recordedObjects: [ManagedObjectReference]
     ) -> Answer {
-        lock.withLock {
+        var delivery: Delivery?
+        defer { delivery?.run() }
+        return lock.withLock {
             guard let collector = collector(session, reference) else { return notFound(reference) }
             guard let element, let spec = FilterSpec(element) else {
                 return .fault(type: "InvalidArgument", message: "A specified parameter was not correct: spec", detail: "<invalidProperty>spec</invalidProperty>")
@@ -55,8 +59,12 @@ extension PropertyCollectorModel {
             collector.filters.append((nextID(), filter))
             filterOwners[key(session, filterReference)] = key(session, collector.reference)
             objects.forEach { scheduleChanges(of: $0) }
-            // A new filter has an "enter" to report, so a waiting call wakes for it.
-            wakeOne(collector, object: objects.first?.description ?? "")
+            // On vCenter a new filter has an "enter" to report, so a waiting call
+            // wakes for it. vcsim wakes waiting calls only for changed objects, and
+            // the filter's "enter" goes to whichever call computes updates next.
+            if semantics == .vcenter {
+                delivery = wakeOne(collector, object: objects.first?.description ?? "")
+            }
             return .content(SOAPBuilder.reference("returnval", filterReference))
         }
     }
@@ -72,91 +80,86 @@ extension PropertyCollectorModel {
     }
 
     func cancelWait(session: String, _ reference: ManagedObjectReference) -> Answer {
-        lock.withLock {
-            guard let collector = collector(session, reference) else { return notFound(reference) }
-            cancelWaiters(of: collector)
-            return .content("")
-        }
+        guard let collector = lock.withLock({ collector(session, reference) }) else { return notFound(reference) }
+        cancelWaiters(of: collector)
+        return .content("")
     }
 
     // MARK: - Waiting
 
-    /// Responds to WaitForUpdatesEx, WaitForUpdates or CheckForUpdates. Blocks until a
-    /// change is delivered to this call, `maxWaitSeconds` passes, the wait is
-    /// cancelled, or `isAbandoned` turns true.
+    /// Responds to WaitForUpdatesEx, WaitForUpdates or CheckForUpdates by calling
+    /// `completion` once: at once when there is something to return, or later when
+    /// a change is delivered to this call, `maxWaitSeconds` passes, or the wait is
+    /// cancelled. Returns the waiting call, for `abandon`, or nil when it was
+    /// answered at once. No thread waits meanwhile.
+    @discardableResult
     func wait(
         session: String, collector reference: ManagedObjectReference, version: String, maxWaitSeconds: Double?,
-        kind: WaitKind, isAbandoned: () -> Bool
-    ) -> Answer {
-        lock.lock()
-        guard let collector = collector(session, reference) else {
-            lock.unlock()
-            return notFound(reference)
-        }
-        if !version.isEmpty && !collector.issuedVersions.contains(version) {
-            lock.unlock()
-            return .fault(type: "InvalidCollectorVersion", message: "The collector version '\(version)' is not valid for \(reference.value).", detail: "")
-        }
-        if version.isEmpty {
-            let answer = updateSet(of: collector, full: semantics == .vcenter, always: true) ?? ""
-            lock.unlock()
-            return .content(answer)
-        }
-        if let changes = updateSet(of: collector, full: false) {
-            lock.unlock()
-            return .content(changes)
-        }
-        let immediate = kind == .checkForUpdates || maxWaitSeconds == 0
-        let deadline = immediate ? nil : maxWaitSeconds.map { time.now() + UInt64($0 * 1e9) }
-        if immediate {
-            lock.unlock()
-            return .content("")
-        }
+        kind: WaitKind, completion: @escaping @Sendable (Answer) -> Void
+    ) -> Waiter? {
+        var waiter: Waiter?
+        let immediate = lock.withLock { () -> Answer? in
+            guard let collector = collector(session, reference) else { return notFound(reference) }
+            if !version.isEmpty && !collector.issuedVersions.contains(version) {
+                return .fault(type: "InvalidCollectorVersion", message: "The collector version '\(version)' is not valid for \(reference.value).", detail: "")
+            }
+            if version.isEmpty {
+                return .content(updateSet(of: collector, full: semantics == .vcenter, always: true) ?? "")
+            }
+            if let changes = updateSet(of: collector, full: false) { return .content(changes) }
+            if kind == .checkForUpdates || maxWaitSeconds == 0 { return .content("") }
 
-        let waiter = Waiter()
-        collector.waiters.append(waiter)
-        if let deadline {
-            // Wakes the waiter when replay time passes the deadline, which under
-            // virtual time is when the scheduler advances the clock that far.
-            let semaphore = waiter.semaphore
-            time.schedule(at: deadline) { semaphore.signal() }
-        }
-        defer {
-            collector.waiters.removeAll { $0 === waiter }
-            lock.unlock()
-        }
-        while true {
-            lock.unlock()
-            // Wake now and then to notice a client that gave up; thousands of held
-            // polls make a short interval cost real CPU.
-            _ = waiter.semaphore.wait(timeout: .now() + .milliseconds(250))
-            lock.lock()
-            if waiter.canceled {
-                return .fault(type: "RequestCanceled", message: "The task was canceled by a user.", detail: "")
+            let waiting = Waiter(collector: collector, completion: completion)
+            collector.waiters.append(waiting)
+            if let maxWaitSeconds {
+                // Under virtual time this fires when the scheduler advances the
+                // clock that far.
+                time.schedule(at: time.now() + UInt64(maxWaitSeconds * 1e9)) { [self] in
+                    finish(waiting, with: .content(""))
+                }
             }
-            if isAbandoned() { return .abandoned }
-            if waiter.signaled {
-                waiter.signaled = false
-                if let changes = updateSet(of: collector, full: false) { return .content(changes) }
-            }
-            if let deadline, time.now() >= deadline { return .content("") }
+            waiter = waiting
+            return nil
         }
+        if let immediate { completion(immediate) }
+        return waiter
+    }
+
+    /// Ends a wait whose client went away, or that replay is stopping.
+    func abandon(_ waiter: Waiter) {
+        finish(waiter, with: .abandoned)
+    }
+
+    /// Ends a wait with `answer`, unless it already ended.
+    private func finish(_ waiter: Waiter, with answer: Answer) {
+        let ended = lock.withLock { end(waiter) }
+        if ended { waiter.completion(answer) }
+    }
+
+    /// Removes a waiter from its collector. Returns false when it already ended.
+    /// Callers hold the lock.
+    private func end(_ waiter: Waiter) -> Bool {
+        guard !waiter.ended else { return false }
+        waiter.ended = true
+        waiter.collector.waiters.removeAll { $0 === waiter }
+        return true
     }
 
     /// Wakes one waiting call on every collector whose filters watch `object`.
     func objectChanged(_ object: ManagedObjectReference) {
-        lock.withLock {
-            for collector in collectors.values where collector.filters.contains(where: { $0.filter.objects.contains(object) }) {
-                wakeOne(collector, object: object.description)
-            }
+        let deliveries = lock.withLock {
+            collectors.values
+                .filter { $0.filters.contains { $0.filter.objects.contains(object) } }
+                .compactMap { wakeOne($0, object: object.description) }
         }
+        deliveries.forEach { $0.run() }
     }
 
-    /// Signals exactly one waiting call, chosen by the release policy. With none
-    /// waiting the change stays pending for the next call. Callers hold the lock.
-    private func wakeOne(_ collector: Collector, object: String) {
-        let candidates = collector.waiters.enumerated().filter { !$0.element.signaled && !$0.element.canceled }
-        guard !candidates.isEmpty else { return }
+    /// Picks exactly one waiting call, by the release policy, and hands it the
+    /// changes. With none waiting, the change stays pending for the next call.
+    /// Callers hold the lock and run the returned delivery after releasing it.
+    private func wakeOne(_ collector: Collector, object: String) -> Delivery? {
+        guard !collector.waiters.isEmpty else { return nil }
         let chosen: Int
         switch release {
         case .longestWaiting:
@@ -164,26 +167,31 @@ extension PropertyCollectorModel {
         case .seeded(let seed):
             let stream = collector.reference.value
             var generator = generators[stream] ?? SeededGenerator(seed: seed, stream: "release|\(stream)")
-            chosen = Int.random(in: 0..<candidates.count, using: &generator)
+            chosen = Int.random(in: 0..<collector.waiters.count, using: &generator)
             generators[stream] = generator
         }
-        let (position, waiter) = candidates[chosen]
-        waiter.signaled = true
-        waiter.semaphore.signal()
+        let waiter = collector.waiters[chosen]
         let record = Release(
             atMilliseconds: Double(time.now() - replayStart) / 1e6, collector: collector.reference.value,
-            object: object, waiter: position + 1, waiting: collector.waiters.count)
+            object: object, waiter: chosen + 1, waiting: collector.waiters.count)
         releases.append(record)
         logger.debug("wake-up delivered", [
             "replay.collector": record.collector, "replay.object": object,
             "replay.waiter": "\(record.waiter) of \(record.waiting)",
         ])
+
+        // The woken call computes the changes now; when another call already took
+        // them, it goes on waiting.
+        guard let changes = updateSet(of: collector, full: false) else { return nil }
+        _ = end(waiter)
+        return Delivery(waiter: waiter, answer: .content(changes))
     }
 
+    /// Ends every wait on a collector with RequestCanceled.
     private func cancelWaiters(of collector: Collector) {
-        for waiter in collector.waiters {
-            waiter.canceled = true
-            waiter.semaphore.signal()
+        let cancelled = lock.withLock { collector.waiters.filter { end($0) } }
+        for waiter in cancelled {
+            waiter.completion(.fault(type: "RequestCanceled", message: "The task was canceled by a user.", detail: ""))
         }
     }
 

@@ -17,11 +17,22 @@ import TapedeckSOAP
 public final class PropertyCollectorModel: @unchecked Sendable {
     enum WaitKind: Sendable {
         case waitForUpdatesEx, waitForUpdates, checkForUpdates
+
+        init(operation: String) {
+            self = switch operation {
+            case "WaitForUpdatesEx": .waitForUpdatesEx
+            case "WaitForUpdates": .waitForUpdates
+            default: .checkForUpdates
+            }
+        }
     }
+
+    /// The operations that `wait` answers.
+    static let waitOperations: Set<String> = ["WaitForUpdatesEx", "WaitForUpdates", "CheckForUpdates"]
 
     /// The body of a response: `returnval` content, a typed fault, or nothing
     /// because the client went away.
-    enum Answer: Equatable {
+    enum Answer: Equatable, Sendable {
         case content(String)
         case fault(type: String, message: String, detail: String)
         case abandoned
@@ -104,10 +115,27 @@ public final class PropertyCollectorModel: @unchecked Sendable {
         }
     }
 
-    final class Waiter {
-        let semaphore = DispatchSemaphore(value: 0)
-        var signaled = false
-        var canceled = false
+    /// A call waiting for changes on a collector. Guarded by the model's lock.
+    final class Waiter: @unchecked Sendable {
+        let collector: Collector
+        let completion: @Sendable (Answer) -> Void
+        var ended = false
+
+        init(collector: Collector, completion: @escaping @Sendable (Answer) -> Void) {
+            self.collector = collector
+            self.completion = completion
+        }
+    }
+
+    /// A response for a waiting call, handed over once the model's lock is released,
+    /// because the completion sends it on to the client.
+    struct Delivery {
+        let waiter: Waiter
+        let answer: Answer
+
+        func run() {
+            waiter.completion(answer)
+        }
     }
 
     let world: RecordedWorld

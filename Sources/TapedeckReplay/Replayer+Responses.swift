@@ -4,12 +4,29 @@ import TapedeckCore
 import TapedeckHTTP
 import TapedeckSOAP
 
+/// What a request resolved to, before latency and scheduling apply.
+struct Resolution: Sendable {
+    /// The response, or nil to close the connection without one.
+    var response: OutgoingResponse?
+    /// The recorded server time and a jitter identity, when the latency policy
+    /// applies; nil sends the response at once.
+    var latency: (serverTime: UInt64, identity: String)?
+    /// A task the response hands out; its transitions count from when it leaves.
+    var createdTask: ManagedObjectReference?
+    /// The recorded server never answered, so the request is held.
+    var held = false
+
+    static func immediate(_ response: OutgoingResponse?) -> Resolution {
+        Resolution(response: response)
+    }
+}
+
 extension Replayer {
     // MARK: - Logins
 
     /// Maps the nth login to the nth recorded session and hands out a cookie of
     /// replay's own for it.
-    func respondToLogin(_ request: IncomingRequest, parsed: ParsedRequest) -> OutgoingResponse? {
+    func respondToLogin(_ request: IncomingRequest, parsed: ParsedRequest) -> Resolution {
         let assigned: (session: String, entry: RecordedCassette.Entry, cookie: String)? = lock.withLock {
             let index = loginCount
             loginCount += 1
@@ -28,7 +45,7 @@ extension Replayer {
             let miss = Matcher.Miss(
                 key: parsed.key.description, session: nil, closestSequence: nil,
                 difference: "the cassette records \(cassette.sessionsInLoginOrder.count) logins, and this is login \(loginCount)")
-            return respondToMiss(miss, request: request, parsed: parsed)
+            return .immediate(respondToMiss(miss, request: request, parsed: parsed))
         }
         logger.debug("login mapped to recorded session", ["replay.session": assigned.session])
         return recordedResponse(assigned.entry, request: request, parsed: parsed)
@@ -36,7 +53,7 @@ extension Replayer {
 
     // MARK: - Recorded responses
 
-    func respondFromCassette(_ request: IncomingRequest, parsed: ParsedRequest, session: String?) -> OutgoingResponse? {
+    func respondFromCassette(_ request: IncomingRequest, parsed: ParsedRequest, session: String?) -> Resolution {
         let outcome = lock.withLock { () -> Matcher.Outcome in
             let outcome = matcher.next(session: session, request: parsed)
             switch outcome {
@@ -66,34 +83,32 @@ extension Replayer {
             ])
             return recordedResponse(cassette.entries[index], request: request, parsed: parsed)
         case .miss(let miss):
-            return respondToMiss(miss, request: request, parsed: parsed)
+            return .immediate(respondToMiss(miss, request: request, parsed: parsed))
         }
     }
 
-    /// Serves a recorded exchange after its latency, or holds the request when the
+    /// Resolves to a recorded exchange's response, or to a held request when the
     /// recorded server never responded.
-    private func recordedResponse(_ entry: RecordedCassette.Entry, request: IncomingRequest, parsed: ParsedRequest) -> OutgoingResponse? {
+    private func recordedResponse(_ entry: RecordedCassette.Entry, request: IncomingRequest, parsed: ParsedRequest) -> Resolution {
         let exchange = entry.exchange
         guard let response = exchange.response else {
             lock.withLock { report.heldUnanswered += 1 }
             logger.debug("holding a request the recorded server never answered", ["interaction.seq": "\(exchange.sequence)"])
-            while !request.client.isClosed && !stopping.isSet {
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-            return nil
+            return Resolution(held: true)
         }
         if case .omitted(let size) = response.body {
-            return .text(502, "tapedeck replay: the recorded response of #\(exchange.sequence) has a \(size)-byte body that was not recorded (larger than --max-body-bytes)")
+            return .immediate(.text(502, "tapedeck replay: the recorded response of #\(exchange.sequence) has a \(size)-byte body that was not recorded (larger than --max-body-bytes)"))
         }
 
-        let serverTime = (exchange.timing.responseStart ?? exchange.timing.requestEnd) &- exchange.timing.requestEnd
-        wait(for: parsed.key.operation, recordedServerTime: serverTime, request: request, identity: "\(exchange.sequence)")
+        var resolution = Resolution(
+            response: OutgoingResponse(status: response.status, headers: replayHeaders(response.headers), body: .inMemory(response.body.data)),
+            latency: ((exchange.timing.responseStart ?? exchange.timing.requestEnd) &- exchange.timing.requestEnd, "\(exchange.sequence)"))
         if parsed.key.operation.hasSuffix("_Task"), response.status == 200,
            let task = try? SOAPEnvelope.bodyElement(of: response.body.data).firstChild(named: "returnval"),
            task.attribute("type") == "Task" {
-            model.taskCreated(ManagedObjectReference(type: "Task", value: task.text))
+            resolution.createdTask = ManagedObjectReference(type: "Task", value: task.text)
         }
-        return OutgoingResponse(status: response.status, headers: replayHeaders(response.headers), body: .inMemory(response.body.data))
+        return resolution
     }
 
     /// Drops framing headers and swaps each session placeholder in `Set-Cookie`
@@ -112,20 +127,21 @@ extension Replayer {
 
     // MARK: - Model responses
 
-    func respond(_ answer: PropertyCollectorModel.Answer, operation: String, request: IncomingRequest) -> OutgoingResponse? {
-        wait(for: operation, recordedServerTime: 0, request: request, identity: "model")
+    func respond(_ answer: PropertyCollectorModel.Answer, operation: String) -> Resolution {
+        let response: OutgoingResponse
         switch answer {
         case .content(let content):
-            return OutgoingResponse(
+            response = OutgoingResponse(
                 status: 200, headers: [Header("Content-Type", "text/xml; charset=utf-8")],
                 body: .inMemory(SOAPBuilder.response(operation: operation, content: content)))
         case .fault(let type, let message, let detail):
-            return OutgoingResponse(
+            response = OutgoingResponse(
                 status: 500, headers: [Header("Content-Type", "text/xml; charset=utf-8")],
                 body: .inMemory(SOAPBuilder.fault(type: type, message: message, detail: detail)))
         case .abandoned:
-            return nil
+            return .immediate(nil)
         }
+        return Resolution(response: response, latency: (0, "model"))
     }
 
     // MARK: - Misses
@@ -152,15 +168,6 @@ extension Replayer {
     }
 
     // MARK: - Latency
-
-    /// Sleeps until the latency policy lets the response leave.
-    private func wait(for operation: String, recordedServerTime: UInt64, request: IncomingRequest, identity: String) {
-        let delay = Replayer.delay(
-            policy: configuration.latencyOverrides[operation] ?? configuration.latency,
-            recordedServerTime: recordedServerTime, elapsed: clock.elapsed() &- request.startedAt,
-            jitter: configuration.jitter, seed: configuration.seed, identity: "\(operation)|\(identity)")
-        if delay > 0 { Thread.sleep(forTimeInterval: Double(delay) / 1e9) }
-    }
 
     /// Nanoseconds to wait before responding: the policy's delay less what has
     /// already passed for `fixed`, plus jitter drawn from the seed and `identity`,

@@ -77,7 +77,11 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
             scheduler = nil
         }
 
-        server = try HTTPServer(configuration: configuration.listen, clock: clock, logger: logger, handler: self)
+        // Every request is answered without blocking the server's threads (waits and
+        // latency are callbacks), so two event-loop threads serve all connections.
+        var listen = configuration.listen
+        listen.threading = .eventLoop(threads: 2)
+        server = try HTTPServer(configuration: listen, clock: clock, logger: logger, handler: self)
         logger.info("replaying", [
             "cassette.path": configuration.cassettePath, "replay.exchanges": "\(cassette.entries.count)",
             "replay.sessions": "\(cassette.sessionsInLoginOrder.count)", "replay.order": configuration.order.rawValue,
@@ -122,7 +126,17 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
 
     // MARK: - Routing
 
-    public func handle(_ request: IncomingRequest) -> OutgoingResponse? {
+    public func handle(_ request: IncomingRequest, responder: HTTPResponder) {
+        guard scheduler != nil else {
+            serve(request, responder: responder)
+            return
+        }
+        // The scheduler holds each ready response on its request's own thread
+        // until it decides to release it, so that thread must not be the server's.
+        Thread.detachNewThread { [self] in serve(request, responder: responder) }
+    }
+
+    private func serve(_ request: IncomingRequest, responder: HTTPResponder) {
         scheduler?.noteArrival()
         lastArrival.store(clock.elapsed(), ordering: .relaxed)
         let body = Replayer.bodyData(request.body)
@@ -132,36 +146,83 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
             nextSequence += 1
             return (Replayer.sessionCookie(in: request.headers).flatMap { sessionsByCookie[$0] }, nextSequence)
         }
-        var exchange = Exchange(
+        let exchange = Exchange(
             sequence: sequence, connection: request.connectionID, session: session,
             timing: Timing(requestStart: request.startedAt, requestEnd: request.completedAt),
             request: Request(method: request.method, path: request.path, headers: request.headers, body: Body(body)))
         if configuration.keepsServedExchanges { lock.withLock { inFlight[sequence] = exchange } }
+        let reply = Reply(request: request, parsed: parsed, exchange: exchange, responder: responder)
 
-        var response = route(request, parsed: parsed, session: session)
+        guard scheduler != nil else {
+            route(request, parsed: parsed, session: session, responder: responder) { [self] in send($0, reply: reply) }
+            return
+        }
+        // A wait may be answered on a timer's thread; the response still leaves
+        // from this one, where the scheduler may hold it.
+        let handoff = Handoff<Resolution>()
+        route(request, parsed: parsed, session: session, responder: responder) { handoff.put($0) }
+        send(handoff.take(), reply: reply)
+    }
+
+    /// What `send` needs to finish a request.
+    struct Reply: @unchecked Sendable {
+        let request: IncomingRequest
+        let parsed: ParsedRequest
+        var exchange: Exchange
+        let responder: HTTPResponder
+    }
+
+    /// Sends a resolved request after its latency. Without a scheduler the delay is
+    /// a timer, so no thread waits; with one, this thread sleeps and then the
+    /// scheduler decides when the response leaves.
+    private func send(_ resolution: Resolution, reply: Reply) {
+        let delay = resolution.latency.map { latency in
+            Replayer.delay(
+                policy: configuration.latencyOverrides[reply.parsed.key.operation] ?? configuration.latency,
+                recordedServerTime: latency.serverTime, elapsed: clock.elapsed() &- reply.request.startedAt,
+                jitter: configuration.jitter, seed: configuration.seed,
+                identity: "\(reply.parsed.key.operation)|\(latency.identity)")
+        } ?? 0
+        guard delay > 0 else { return complete(resolution, reply: reply) }
+        if scheduler != nil {
+            Thread.sleep(forTimeInterval: Double(delay) / 1e9)
+            complete(resolution, reply: reply)
+        } else {
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(delay))) { [self] in
+                complete(resolution, reply: reply)
+            }
+        }
+    }
+
+    private func complete(_ resolution: Resolution, reply: Reply) {
+        if let task = resolution.createdTask { model.taskCreated(task) }
+        var response = resolution.response
         if response != nil, let scheduler {
-            scheduler.hold(label: Replayer.scheduleLabel(parsed), connection: request.connectionID, recordedSequence: sequence)
-            if request.client.isClosed { response = nil }
+            scheduler.hold(label: Replayer.scheduleLabel(reply.parsed), connection: reply.request.connectionID, recordedSequence: reply.exchange.sequence)
+            if reply.request.client.isClosed { response = nil }
         }
-        if configuration.keepsServedExchanges {
-            let now = clock.elapsed()
-            if let response {
-                exchange.timing.responseStart = now
-                exchange.timing.responseEnd = now
-                exchange.response = Response(status: response.status, headers: response.headers, body: Body(Replayer.bodyData(response.body)))
-            } else {
-                exchange.unanswered = Unanswered(reason: .clientDisconnected, detail: "no response was sent", at: now)
-            }
-            // The session of a login is the one it was just mapped to.
-            if exchange.session == nil, let cookie = response?.headers.first(where: { $0.name.lowercased() == "set-cookie" })?.value {
-                exchange.session = lock.withLock { sessionsByCookie.first { cookie.contains($0.key) }?.value }
-            }
-            lock.withLock {
-                inFlight[sequence] = nil
-                served.append(exchange)
-            }
+        if configuration.keepsServedExchanges { keep(reply.exchange, response: response) }
+        reply.responder.respond(response)
+    }
+
+    private func keep(_ pending: Exchange, response: OutgoingResponse?) {
+        var exchange = pending
+        let now = clock.elapsed()
+        if let response {
+            exchange.timing.responseStart = now
+            exchange.timing.responseEnd = now
+            exchange.response = Response(status: response.status, headers: response.headers, body: Body(Replayer.bodyData(response.body)))
+        } else {
+            exchange.unanswered = Unanswered(reason: .clientDisconnected, detail: "no response was sent", at: now)
         }
-        return response
+        // The session of a login is the one it was just mapped to.
+        if exchange.session == nil, let cookie = response?.headers.first(where: { $0.name.lowercased() == "set-cookie" })?.value {
+            exchange.session = lock.withLock { sessionsByCookie.first { cookie.contains($0.key) }?.value }
+        }
+        lock.withLock {
+            inFlight[exchange.sequence] = nil
+            served.append(exchange)
+        }
     }
 
     /// Every exchange served so far, with requests still waiting marked pending.
@@ -183,33 +244,53 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         return "\(parsed.key.operation) \(parsed.key.this?.value ?? "-") \(digest)"
     }
 
-    private func route(_ request: IncomingRequest, parsed: ParsedRequest, session: String?) -> OutgoingResponse? {
+    /// Resolves a request, calling `completion` once, at once or when a wait ends.
+    private func route(
+        _ request: IncomingRequest, parsed: ParsedRequest, session: String?, responder: HTTPResponder,
+        completion: @escaping @Sendable (Resolution) -> Void
+    ) {
         let operation = parsed.key.operation
         if let rule = faults.fault(for: operation) {
             lock.withLock { report.injectedFaults.append("\(rule.text) on \(parsed.key.description)") }
             logger.info("fault injected", ["soap.operation": operation, "replay.fault": rule.text])
             switch FaultInjector.effect(of: rule, operation: operation) {
-            case .respond(let response): return response
-            case .close: return nil
+            case .respond(let response): return completion(.immediate(response))
+            case .close: return completion(.immediate(nil))
             case .proceed: break
             }
         }
 
+        let resolution: Resolution
         if ParsedRequest.loginOperations.contains(operation) {
-            return respondToLogin(request, parsed: parsed)
-        }
-        if let answer = modelAnswer(parsed, session: session, client: request.client) {
+            resolution = respondToLogin(request, parsed: parsed)
+        } else if PropertyCollectorModel.waitOperations.contains(operation), let element = parsed.element, let this = parsed.key.this {
             lock.withLock { report.fromModel += 1 }
-            return respond(answer, operation: operation, request: request)
+            let waiter = model.wait(
+                session: session ?? "none", collector: this, version: element.firstChild(named: "version")?.text ?? "",
+                maxWaitSeconds: element.firstChild(named: "options")?.firstChild(named: "maxWaitSeconds").flatMap { Double($0.text) },
+                kind: PropertyCollectorModel.WaitKind(operation: operation)
+            ) { [self] answer in
+                completion(respond(answer, operation: operation))
+            }
+            if let waiter { responder.onCancel { [model] in model.abandon(waiter) } }
+            return
+        } else if let answer = modelAnswer(parsed, session: session) {
+            lock.withLock { report.fromModel += 1 }
+            resolution = respond(answer, operation: operation)
+        } else {
+            resolution = respondFromCassette(request, parsed: parsed, session: session)
         }
-        return respondFromCassette(request, parsed: parsed, session: session)
+
+        guard resolution.held else { return completion(resolution) }
+        // The recorded server never answered, so neither does replay, until the
+        // client gives up or replay stops.
+        responder.onCancel { completion(.immediate(nil)) }
     }
 
-    /// Routes property collector calls, and task reads, to the model.
-    private func modelAnswer(_ parsed: ParsedRequest, session: String?, client: ClientConnection) -> PropertyCollectorModel.Answer? {
+    /// Routes property collector calls other than waits, and task reads, to the model.
+    private func modelAnswer(_ parsed: ParsedRequest, session: String?) -> PropertyCollectorModel.Answer? {
         guard let element = parsed.element, let this = parsed.key.this else { return nil }
         let label = session ?? "none"
-        let stopping = self.stopping
         switch parsed.key.operation {
         case "CreatePropertyCollector":
             return model.createCollector(session: label)
@@ -223,16 +304,6 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
             return model.destroyFilter(session: label, this)
         case "CancelWaitForUpdates":
             return model.cancelWait(session: label, this)
-        case "WaitForUpdatesEx", "WaitForUpdates", "CheckForUpdates":
-            let kind: PropertyCollectorModel.WaitKind = switch parsed.key.operation {
-            case "WaitForUpdatesEx": .waitForUpdatesEx
-            case "WaitForUpdates": .waitForUpdates
-            default: .checkForUpdates
-            }
-            let maxWait = element.firstChild(named: "options")?.firstChild(named: "maxWaitSeconds").flatMap { Double($0.text) }
-            return model.wait(
-                session: label, collector: this, version: element.firstChild(named: "version")?.text ?? "",
-                maxWaitSeconds: maxWait, kind: kind, isAbandoned: { client.isClosed || stopping.isSet })
         case "RetrievePropertiesEx", "RetrieveProperties":
             return model.retrieve(operation: parsed.key.operation, element: element)
         case "Fetch":

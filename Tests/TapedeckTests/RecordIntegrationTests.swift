@@ -349,6 +349,6 @@ final class RecordIntegrationTests: XCTestCase {
     }
 }
 
-private final class NoHandler: HTTPRequestHandler {
+private final class NoHandler: BlockingHTTPRequestHandler {
     func handle(_ request: IncomingRequest) -> OutgoingResponse? { nil }
 }

@@ -1,0 +1,133 @@
+import CMicroHTTPD
+import Foundation
+import TapedeckCore
+
+/// Requests whose handlers returned without a response. The server watches their
+/// clients, because libmicrohttpd does not notice a suspended connection close,
+/// and closes them all before it stops.
+final class WaitingRequests: @unchecked Sendable {
+    private let lock = NSLock()
+    private var responders: [ObjectIdentifier: HTTPResponder] = [:]
+    private var closed = false
+
+    /// Runs `body` with the registry locked. `add` registers a responder; it
+    /// returns false once the server is stopping, and the request must then end
+    /// without waiting.
+    func withLock<T>(_ body: (_ add: (HTTPResponder) -> Bool) -> T) -> T {
+        lock.withLock {
+            body { responder in
+                guard !closed else { return false }
+                responders[ObjectIdentifier(responder)] = responder
+                return true
+            }
+        }
+    }
+
+    func remove(_ responder: HTTPResponder) {
+        lock.withLock { _ = responders.removeValue(forKey: ObjectIdentifier(responder)) }
+    }
+
+    var all: [HTTPResponder] {
+        lock.withLock { Array(responders.values) }
+    }
+
+    /// Refuses new waiting requests from now on and returns the ones waiting.
+    func closeAll() -> [HTTPResponder] {
+        lock.withLock {
+            closed = true
+            defer { responders = [:] }
+            return Array(responders.values)
+        }
+    }
+
+    var isClosed: Bool {
+        lock.withLock { closed }
+    }
+}
+
+extension HTTPServer {
+    /// How often waiting requests' clients are checked. One poll() covers them
+    /// all, so 10,000 held polls cost a few milliseconds each time.
+    static let watchInterval: TimeInterval = 0.25
+
+    /// Starts the thread that cancels waiting requests whose clients went away.
+    func startWatcher() {
+        let waiting = self.waiting
+        let thread = Thread {
+            while !waiting.isClosed {
+                Thread.sleep(forTimeInterval: HTTPServer.watchInterval)
+                for responder in HTTPServer.disconnected(waiting.all) {
+                    waiting.remove(responder)
+                    responder.cancel()
+                    responder.respond(nil)
+                }
+            }
+        }
+        thread.name = "tapedeck-http-watch"
+        thread.start()
+    }
+
+    /// Returns the responders whose clients closed or shut down their side.
+    static func disconnected(_ responders: [HTTPResponder]) -> [HTTPResponder] {
+        let watched = responders.filter { $0.client.descriptor >= 0 }
+        guard !watched.isEmpty else { return [] }
+        var entries = watched.map { pollfd(fd: $0.client.descriptor, events: Int16(TAPEDECK_POLLRDHUP), revents: 0) }
+        guard poll(&entries, nfds_t(entries.count), 0) > 0 else { return [] }
+        let gone = Int16(TAPEDECK_POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)
+        return zip(watched, entries).filter { $0.1.revents & gone != 0 }.map(\.0)
+    }
+
+    /// Hands a complete request to the handler and returns what libmicrohttpd
+    /// should do with the connection now.
+    func dispatch(_ request: IncomingRequest, on connection: OpaquePointer, state: RequestState) -> MHD_Result {
+        let handle = ConnectionHandle(pointer: connection)
+        let semaphore = threading == .threadPerConnection ? DispatchSemaphore(value: 0) : nil
+        let responder = HTTPResponder(client: request.client) {
+            if let semaphore { semaphore.signal() } else { MHD_resume_connection(handle.pointer) }
+        }
+        handler.handle(request, responder: responder)
+
+        let next = waiting.withLock { add in
+            responder.handlerReturned {
+                guard add(responder) else {
+                    // The server is stopping: end the request instead of waiting.
+                    return false
+                }
+                if semaphore == nil { MHD_suspend_connection(connection) }
+                return true
+            }
+        }
+        switch next {
+        case .send(let response):
+            return send(response, on: connection)
+        case .refused:
+            responder.cancel()
+            return .NO
+        case .awaitResponse:
+            guard let semaphore else {
+                state.awaitResponse(from: responder)
+                return .YES
+            }
+            semaphore.wait()
+            waiting.remove(responder)
+            return send(responder.takeResponse(), on: connection)
+        }
+    }
+
+    /// The connection was resumed because its response arrived.
+    func resume(_ responder: HTTPResponder, on connection: OpaquePointer) -> MHD_Result {
+        waiting.remove(responder)
+        return send(responder.takeResponse(), on: connection)
+    }
+
+    private func send(_ response: OutgoingResponse?, on connection: OpaquePointer) -> MHD_Result {
+        guard let response else { return .NO }
+        return queue(response, on: connection)
+    }
+}
+
+/// A connection pointer that a responder may use from another thread: libmicrohttpd
+/// allows MHD_resume_connection from any thread.
+private struct ConnectionHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
