@@ -3,8 +3,8 @@ import Foundation
 import TapedeckCore
 
 /// The way back to the client for one request. A handler calls `respond` once,
-/// before it returns or later from any thread; a long poll keeps its responder and
-/// responds when its answer is ready, so no thread waits with it.
+/// before it returns or later from any thread. A long poll keeps its responder and
+/// responds when its response is ready, so no thread waits with it.
 public final class HTTPResponder: @unchecked Sendable {
     private enum State {
         /// The handler has not returned yet.
@@ -20,7 +20,7 @@ public final class HTTPResponder: @unchecked Sendable {
         case delivered
     }
 
-    /// What the connection does once the handler has returned.
+    /// The connection's next step once the handler has returned.
     enum AfterHandler {
         case send(OutgoingResponse?)
         case awaitResponse
@@ -79,9 +79,9 @@ public final class HTTPResponder: @unchecked Sendable {
 
     // MARK: - Transitions driven by the server
 
-    /// The handler returned. `suspend` runs with the lock held, so that a response
-    /// from another thread cannot resume the connection before it is suspended; it
-    /// returns false when the request may not wait.
+    /// Moves on after the handler returned. `suspend` runs with the lock held, so a
+    /// response from another thread cannot resume the connection before it is
+    /// suspended. `suspend` returns false when the request may not wait.
     func handlerReturned(suspend: () -> Bool) -> AfterHandler {
         lock.withLock {
             switch state {
@@ -110,7 +110,7 @@ public final class HTTPResponder: @unchecked Sendable {
         }
     }
 
-    /// The client left, or the server is stopping: runs the cancel handlers once.
+    /// Runs the cancel handlers once, because the client left or the server is stopping.
     func cancel() {
         let handlers = lock.withLock { () -> [@Sendable () -> Void] in
             guard !cancelled else { return [] }

@@ -23,7 +23,7 @@ extension BlockingHTTPRequestHandler {
     }
 }
 
-/// How the server's threads share the connections.
+/// The division of connections among the server's threads.
 public enum HTTPServerThreading: Sendable, Equatable {
     /// A thread for each connection, so a handler may block (on an upstream long
     /// poll, say) without holding up other connections. Each costs a thread stack.
@@ -102,7 +102,7 @@ public final class HTTPServer: @unchecked Sendable {
         case .threadPerConnection:
             flags |= MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_POLL.rawValue
         case .eventLoop:
-            flags |= MHD_USE_EPOLL.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
+            flags |= MHD_USE_EPOLL.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_TURBO.rawValue
         }
         if address.isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         if isTLS { flags |= MHD_USE_TLS.rawValue }

@@ -114,7 +114,7 @@ extension HTTPServer {
         }
     }
 
-    /// The connection was resumed because its response arrived.
+    /// Sends the response that resumed the connection.
     func resume(_ responder: HTTPResponder, on connection: OpaquePointer) -> MHD_Result {
         waiting.remove(responder)
         return send(responder.takeResponse(), on: connection)

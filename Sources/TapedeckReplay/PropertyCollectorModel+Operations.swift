@@ -90,8 +90,8 @@ extension PropertyCollectorModel {
     /// Responds to WaitForUpdatesEx, WaitForUpdates or CheckForUpdates by calling
     /// `completion` once: at once when there is something to return, or later when
     /// a change is delivered to this call, `maxWaitSeconds` passes, or the wait is
-    /// cancelled. Returns the waiting call, for `abandon`, or nil when it was
-    /// answered at once. No thread waits meanwhile.
+    /// cancelled. Returns the waiting call, for `abandon`, or nil when the response
+    /// was immediate. No thread waits meanwhile.
     @discardableResult
     func wait(
         session: String, collector reference: ManagedObjectReference, version: String, maxWaitSeconds: Double?,

@@ -27,7 +27,7 @@ public final class PropertyCollectorModel: @unchecked Sendable {
         }
     }
 
-    /// The operations that `wait` answers.
+    /// The operations that `wait` handles.
     static let waitOperations: Set<String> = ["WaitForUpdatesEx", "WaitForUpdates", "CheckForUpdates"]
 
     /// The body of a response: `returnval` content, a typed fault, or nothing

@@ -4,7 +4,7 @@ import TapedeckCore
 import TapedeckHTTP
 import TapedeckSOAP
 
-/// What a request resolved to, before latency and scheduling apply.
+/// The outcome of routing a request, before latency and scheduling apply.
 struct Resolution: Sendable {
     /// The response, or nil to close the connection without one.
     var response: OutgoingResponse?
@@ -13,7 +13,7 @@ struct Resolution: Sendable {
     var latency: (serverTime: UInt64, identity: String)?
     /// A task the response hands out; its transitions count from when it leaves.
     var createdTask: ManagedObjectReference?
-    /// The recorded server never answered, so the request is held.
+    /// The recorded server never responded, so the request is held.
     var held = false
 
     static func immediate(_ response: OutgoingResponse?) -> Resolution {

@@ -77,11 +77,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
             scheduler = nil
         }
 
-        // Every request is answered without blocking the server's threads (waits and
-        // latency are callbacks), so two event-loop threads serve all connections.
-        var listen = configuration.listen
-        listen.threading = .eventLoop(threads: 2)
-        server = try HTTPServer(configuration: listen, clock: clock, logger: logger, handler: self)
+        server = try HTTPServer(configuration: configuration.listen, clock: clock, logger: logger, handler: self)
         logger.info("replaying", [
             "cassette.path": configuration.cassettePath, "replay.exchanges": "\(cassette.entries.count)",
             "replay.sessions": "\(cassette.sessionsInLoginOrder.count)", "replay.order": configuration.order.rawValue,
@@ -146,42 +142,54 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
             nextSequence += 1
             return (Replayer.sessionCookie(in: request.headers).flatMap { sessionsByCookie[$0] }, nextSequence)
         }
-        let exchange = Exchange(
-            sequence: sequence, connection: request.connectionID, session: session,
-            timing: Timing(requestStart: request.startedAt, requestEnd: request.completedAt),
-            request: Request(method: request.method, path: request.path, headers: request.headers, body: Body(body)))
-        if configuration.keepsServedExchanges { lock.withLock { inFlight[sequence] = exchange } }
-        let reply = Reply(request: request, parsed: parsed, exchange: exchange, responder: responder)
+        var reply = Reply(
+            sequence: sequence, operation: parsed.key.operation, startedAt: request.startedAt,
+            connectionID: request.connectionID, responder: responder)
+        if configuration.keepsServedExchanges {
+            let exchange = Exchange(
+                sequence: sequence, connection: request.connectionID, session: session,
+                timing: Timing(requestStart: request.startedAt, requestEnd: request.completedAt),
+                request: Request(method: request.method, path: request.path, headers: request.headers, body: Body(body)))
+            lock.withLock { inFlight[sequence] = exchange }
+            reply.exchange = exchange
+        }
+        if scheduler != nil { reply.scheduleLabel = Replayer.scheduleLabel(parsed) }
 
         guard scheduler != nil else {
-            route(request, parsed: parsed, session: session, responder: responder) { [self] in send($0, reply: reply) }
+            route(request, parsed: parsed, session: session, responder: responder) { [self, reply] in send($0, reply: reply) }
             return
         }
-        // A wait may be answered on a timer's thread; the response still leaves
-        // from this one, where the scheduler may hold it.
+        // A wait may end on a timer's thread, but the response still leaves from
+        // this one, where the scheduler may hold it.
         let handoff = Handoff<Resolution>()
         route(request, parsed: parsed, session: session, responder: responder) { handoff.put($0) }
         send(handoff.take(), reply: reply)
     }
 
-    /// What `send` needs to finish a request.
-    struct Reply: @unchecked Sendable {
-        let request: IncomingRequest
-        let parsed: ParsedRequest
-        var exchange: Exchange
+    /// The state `send` needs to finish a request. Every held poll keeps one, so it
+    /// keeps neither the request body nor its parsed form.
+    struct Reply: Sendable {
+        let sequence: Int
+        let operation: String
+        let startedAt: UInt64
+        let connectionID: Int
         let responder: HTTPResponder
+        /// Set only when replay keeps the exchanges it serves.
+        var exchange: Exchange?
+        /// Set only under a scheduler.
+        var scheduleLabel = ""
     }
 
     /// Sends a resolved request after its latency. Without a scheduler the delay is
-    /// a timer, so no thread waits; with one, this thread sleeps and then the
+    /// a timer, so no thread waits. With one, this thread sleeps, and then the
     /// scheduler decides when the response leaves.
     private func send(_ resolution: Resolution, reply: Reply) {
         let delay = resolution.latency.map { latency in
             Replayer.delay(
-                policy: configuration.latencyOverrides[reply.parsed.key.operation] ?? configuration.latency,
-                recordedServerTime: latency.serverTime, elapsed: clock.elapsed() &- reply.request.startedAt,
+                policy: configuration.latencyOverrides[reply.operation] ?? configuration.latency,
+                recordedServerTime: latency.serverTime, elapsed: clock.elapsed() &- reply.startedAt,
                 jitter: configuration.jitter, seed: configuration.seed,
-                identity: "\(reply.parsed.key.operation)|\(latency.identity)")
+                identity: "\(reply.operation)|\(latency.identity)")
         } ?? 0
         guard delay > 0 else { return complete(resolution, reply: reply) }
         if scheduler != nil {
@@ -198,10 +206,10 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         if let task = resolution.createdTask { model.taskCreated(task) }
         var response = resolution.response
         if response != nil, let scheduler {
-            scheduler.hold(label: Replayer.scheduleLabel(reply.parsed), connection: reply.request.connectionID, recordedSequence: reply.exchange.sequence)
-            if reply.request.client.isClosed { response = nil }
+            scheduler.hold(label: reply.scheduleLabel, connection: reply.connectionID, recordedSequence: reply.sequence)
+            if reply.responder.client.isClosed { response = nil }
         }
-        if configuration.keepsServedExchanges { keep(reply.exchange, response: response) }
+        if let exchange = reply.exchange { keep(exchange, response: response) }
         reply.responder.respond(response)
     }
 
@@ -216,7 +224,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
             exchange.unanswered = Unanswered(reason: .clientDisconnected, detail: "no response was sent", at: now)
         }
         // The session of a login is the one it was just mapped to.
-        if exchange.session == nil, let cookie = response?.headers.first(where: { $0.name.lowercased() == "set-cookie" })?.value {
+        if exchange.session == nil, let cookie = response?.headers.value(named: "set-cookie") {
             exchange.session = lock.withLock { sessionsByCookie.first { cookie.contains($0.key) }?.value }
         }
         lock.withLock {
@@ -282,8 +290,8 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         }
 
         guard resolution.held else { return completion(resolution) }
-        // The recorded server never answered, so neither does replay, until the
-        // client gives up or replay stops.
+        // The recorded server never responded, so replay does not respond either,
+        // until the client gives up or replay stops.
         responder.onCancel { completion(.immediate(nil)) }
     }
 
@@ -328,7 +336,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
 
     /// Returns the value of the `vmware_soap_session` cookie, or of the REST session header.
     static func sessionCookie(in headers: [Header]) -> String? {
-        for header in headers where header.name.lowercased() == "cookie" {
+        for header in headers where header.hasName("cookie") {
             for pair in header.value.split(separator: ";") {
                 let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                 if parts.count == 2, parts[0] == "vmware_soap_session" {
