@@ -17,13 +17,13 @@ public struct Truncation: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Streams exchanges from a cassette, holding one read chunk and one decoded line in
-/// memory at a time. A file cut short yields every complete exchange and then
+/// memory at a time, or a few batches of lines in `forEach(preparing:consume:)`. A file cut short yields every complete exchange and then
 /// sets `truncation`; damage elsewhere throws `CassetteError` with the offset.
 public final class CassetteReader {
     public let path: String
     public private(set) var header: CassetteHeader!
-    public private(set) var truncation: Truncation?
-    public private(set) var exchangesRead = 0
+    public internal(set) var truncation: Truncation?
+    public internal(set) var exchangesRead = 0
 
     private let file: FileHandle
     private let decompressor: ZstdDecompressor
@@ -31,7 +31,7 @@ public final class CassetteReader {
     /// Start of the unread part of `pending`. Consumed lines are dropped in bulk,
     /// because removing each line from the front would copy the rest every time.
     private var pendingStart = 0
-    private var compressedOffset: Int64 = 0
+    private(set) var compressedOffset: Int64 = 0
     private var reachedEnd = false
 
     private static let chunkSize = 64 * 1024
@@ -112,7 +112,8 @@ public final class CassetteReader {
         self.header = header
     }
 
-    private func nextLine() throws -> Data? {
+    /// Returns the next decoded line without its newline, or nil at the end.
+    func nextLine() throws -> Data? {
         while true {
             let unread = pending.startIndex + pendingStart
             // memchr rather than firstIndex(of:), which walks Data byte by byte with
