@@ -17,22 +17,21 @@ public struct Truncation: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Streams exchanges from a cassette, holding one read chunk and one decoded line in
-/// memory at a time. A file cut short yields every complete exchange and then
+/// memory at a time, or a few batches of lines in `forEach(preparing:consume:)`. A file cut short yields every complete exchange and then
 /// sets `truncation`; damage elsewhere throws `CassetteError` with the offset.
 public final class CassetteReader {
     public let path: String
     public private(set) var header: CassetteHeader!
-    public private(set) var truncation: Truncation?
-    public private(set) var exchangesRead = 0
+    public internal(set) var truncation: Truncation?
+    public internal(set) var exchangesRead = 0
 
     private let file: FileHandle
     private let decompressor: ZstdDecompressor
-    private let decoder = JSONDecoder()
     private var pending = Data()
     /// Start of the unread part of `pending`. Consumed lines are dropped in bulk,
     /// because removing each line from the front would copy the rest every time.
     private var pendingStart = 0
-    private var compressedOffset: Int64 = 0
+    private(set) var compressedOffset: Int64 = 0
     private var reachedEnd = false
 
     private static let chunkSize = 64 * 1024
@@ -58,14 +57,25 @@ public final class CassetteReader {
     /// Returns the next exchange, or nil at the end of the cassette.
     public func next() throws -> Exchange? {
         guard let line = try nextLine() else { return nil }
+        let exchange = try CassetteReader.decodeExchange(
+            line, path: path, number: exchangesRead + 1, offset: compressedOffset)
+        exchangesRead += 1
+        return exchange
+    }
+
+    /// Decodes one exchange line. `number` and `offset` name the line in the error.
+    /// Static, so that loading threads can call it without sharing the reader.
+    static func decodeExchange(_ line: Data, path: String, number: Int, offset: Int64) throws(CassetteError) -> Exchange {
+        let fast = line.withUnsafeBytes { bytes in try? JSONCursor.decodeExchange(bytes) }
+        if let fast { return fast }
+        // JSONDecoder takes every line the cursor rejects: it accepts what the
+        // cursor leaves to it and words the error for a line that is invalid.
         do {
-            let exchange = try decoder.decode(Exchange.self, from: line)
-            exchangesRead += 1
-            return exchange
+            return try JSONDecoder().decode(Exchange.self, from: line)
         } catch {
             throw CassetteError.corrupt(
-                path: path, offset: compressedOffset,
-                detail: "exchange \(exchangesRead + 1) is not valid JSON for format version 1 (\(error))")
+                path: path, offset: offset,
+                detail: "exchange \(number) is not valid JSON for format version 1 (\(error))")
         }
     }
 
@@ -89,7 +99,7 @@ public final class CassetteReader {
         }
         let header: CassetteHeader
         do {
-            header = try decoder.decode(CassetteHeader.self, from: line)
+            header = try JSONDecoder().decode(CassetteHeader.self, from: line)
         } catch {
             throw CassetteError.notACassette(path: path, detail: "the first line is not a tapedeck cassette header")
         }
@@ -102,7 +112,8 @@ public final class CassetteReader {
         self.header = header
     }
 
-    private func nextLine() throws -> Data? {
+    /// Returns the next decoded line without its newline, or nil at the end.
+    func nextLine() throws -> Data? {
         while true {
             let unread = pending.startIndex + pendingStart
             // memchr rather than firstIndex(of:), which walks Data byte by byte with

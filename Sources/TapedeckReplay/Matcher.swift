@@ -44,13 +44,21 @@ final class Matcher: @unchecked Sendable {
     init(cassette: RecordedCassette, seed: UInt64?) {
         self.cassette = cassette
         self.seed = seed
+        queues.reserveCapacity(cassette.entries.count)
         for (index, entry) in cassette.entries.enumerated() {
             queues[Bucket(session: entry.session, key: entry.key), default: []].append(index)
             byOperation[entry.key.operation, default: []].append(index)
         }
-        for (bucket, indices) in queues {
+        // Updating through the values view keeps each bucket in place, without
+        // hashing the long argument keys again. The indices are walked by hand,
+        // because `queues.indices` would keep a second reference to the storage and
+        // make the first update copy the whole dictionary.
+        var position = queues.startIndex
+        while position != queues.endIndex {
+            let (bucket, indices) = queues[position]
             let ordered = indices.sorted { cassette.entries[$0].exchange.sequence < cassette.entries[$1].exchange.sequence }
-            queues[bucket] = seed.map { permuted(ordered, seed: $0, bucket: bucket) } ?? ordered
+            queues.values[position] = seed.map { permuted(ordered, seed: $0, bucket: bucket) } ?? ordered
+            queues.formIndex(after: &position)
         }
     }
 

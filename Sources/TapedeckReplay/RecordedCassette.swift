@@ -22,30 +22,32 @@ final class RecordedCassette: @unchecked Sendable {
     /// Index into `entries` of each session's login exchange.
     private(set) var loginEntry: [String: Int] = [:]
     let world = RecordedWorld()
-    /// Recorded filters by their CreateFilter arguments, for filters the model
-    /// cannot evaluate itself.
-    private var filtersByArguments: [String: Set<String>] = [:]
-    /// Objects that each recorded filter reported in an update set.
-    private var objectsByFilter: [String: Set<ManagedObjectReference>] = [:]
+    private var filters = RecordedFilters()
+
+    /// An exchange with everything loading derives from it alone, computed on a
+    /// loading thread.
+    private struct LoadedExchange: Sendable {
+        var exchange: Exchange
+        var key: RequestKey
+        var world: RecordedWorld.Sightings?
+        var filters: RecordedFilters.Sightings?
+    }
 
     init(path: String, ignoredPaths: Set<String>) throws {
         self.path = path
         let reader = try CassetteReader(path: path)
         header = reader.header
         var logins: [(time: UInt64, session: String, index: Int)] = []
-        try reader.forEach { exchange in
-            let parsed = ParsedRequest(method: exchange.request.method, path: exchange.request.path, body: exchange.request.body.data, ignoredPaths: ignoredPaths)
+        try reader.forEach(preparing: { RecordedCassette.load($0, ignoredPaths: ignoredPaths) }) { loaded in
+            let exchange = loaded.exchange
             var session = exchange.session
-            if ParsedRequest.loginOperations.contains(parsed.key.operation), let assigned = RecordedCassette.sessionSetBy(exchange) {
+            if ParsedRequest.loginOperations.contains(loaded.key.operation), let assigned = RecordedCassette.sessionSetBy(exchange) {
                 session = assigned
                 logins.append((exchange.timing.requestStart, assigned, entries.count))
             }
-            if let response = exchange.response, response.status == 200,
-               let element = try? SOAPEnvelope.bodyElement(of: response.body.data) {
-                world.add(exchange, operation: parsed.key.operation, response: element)
-                indexFilters(operation: parsed.key.operation, arguments: parsed.key.arguments, response: element)
-            }
-            entries.append(Entry(exchange: exchange, key: parsed.key, session: session))
+            if let sightings = loaded.world { world.add(sightings) }
+            if let sightings = loaded.filters { filters.add(sightings) }
+            entries.append(Entry(exchange: exchange, key: loaded.key, session: session))
         }
         truncation = reader.truncation
         world.finish()
@@ -55,27 +57,32 @@ final class RecordedCassette: @unchecked Sendable {
         }
     }
 
+    /// Parses one exchange's request into its key, and its response into what it
+    /// reveals. Only responses that the world or the filter index read are parsed.
+    private static func load(_ exchange: Exchange, ignoredPaths: Set<String>) -> LoadedExchange {
+        let parsed = ParsedRequest(
+            method: exchange.request.method, path: exchange.request.path, body: exchange.request.body.data,
+            ignoredPaths: ignoredPaths)
+        var loaded = LoadedExchange(exchange: exchange, key: parsed.key)
+        let operation = parsed.key.operation
+        let revealsProperties = RecordedWorld.revealsProperties(operation)
+        let revealsFilters = RecordedFilters.revealsFilters(operation)
+        guard revealsProperties || revealsFilters, let response = exchange.response, response.status == 200,
+              let element = try? SOAPEnvelope.bodyElement(of: response.body.data)
+        else { return loaded }
+        if revealsProperties {
+            loaded.world = RecordedWorld.sightings(in: exchange, operation: operation, response: element)
+        }
+        if revealsFilters {
+            loaded.filters = RecordedFilters.sightings(operation: operation, arguments: parsed.key.arguments, response: element)
+        }
+        return loaded
+    }
+
     /// The objects that recorded filters with these CreateFilter arguments
     /// reported, the only record of where their traversal specs led.
     func recordedObjects(forFilterArguments arguments: String) -> [ManagedObjectReference] {
-        let filters = filtersByArguments[arguments] ?? []
-        let objects = filters.reduce(into: Set<ManagedObjectReference>()) { $0.formUnion(objectsByFilter[$1] ?? []) }
-        return objects.sorted { ($0.type, $0.value) < ($1.type, $1.value) }
-    }
-
-    private func indexFilters(operation: String, arguments: String, response: XMLElement) {
-        if operation == "CreateFilter", let filter = response.firstChild(named: "returnval")?.text {
-            filtersByArguments[arguments, default: []].insert(filter)
-        }
-        guard RecordedWorld.updateOperations.contains(operation) else { return }
-        for filterSet in response.firstChild(named: "returnval")?.children ?? [] where filterSet.localName == "filterSet" {
-            guard let filter = filterSet.firstChild(named: "filter")?.text else { continue }
-            for objectSet in filterSet.children where objectSet.localName == "objectSet" {
-                if let object = objectSet.firstChild(named: "obj") {
-                    objectsByFilter[filter, default: []].insert(ManagedObjectReference(type: object.attribute("type") ?? "", value: object.text))
-                }
-            }
-        }
+        filters.objects(forFilterArguments: arguments)
     }
 
     /// Returns the session a login response created, from its `Set-Cookie` placeholder.

@@ -94,6 +94,13 @@ extension XMLElement {
 
 /// Escapes text for XML content or a double-quoted attribute value.
 public func escapeXML(_ text: String, attribute: Bool) -> String {
+    // Most text contains nothing to escape, and returning it unchanged saves
+    // walking it character by character.
+    let needsEscaping = text.utf8.contains { byte in
+        byte == UInt8(ascii: "&") || byte == UInt8(ascii: "<") || byte == UInt8(ascii: ">")
+            || (attribute && byte == UInt8(ascii: "\""))
+    }
+    guard needsEscaping else { return text }
     var result = ""
     result.reserveCapacity(text.utf8.count)
     for character in text {

@@ -128,6 +128,99 @@ final class CassetteTests: XCTestCase {
         }
     }
 
+    /// What a read returned: the exchanges consumed, the error that ended it and
+    /// the truncation found, also when opening the reader failed.
+    private struct ReadOutcome {
+        var exchanges: [Exchange] = []
+        var error: CassetteError?
+        var truncation: Truncation?
+        var exchangesRead = 0
+    }
+
+    private func read(_ file: String, concurrently: Bool) -> ReadOutcome {
+        var outcome = ReadOutcome()
+        do {
+            let reader = try CassetteReader(path: file)
+            defer {
+                outcome.truncation = reader.truncation
+                outcome.exchangesRead = reader.exchangesRead
+            }
+            if concurrently {
+                try reader.forEach(preparing: { $0 }) { outcome.exchanges.append($0) }
+            } else {
+                try reader.forEach { outcome.exchanges.append($0) }
+            }
+        } catch {
+            outcome.error = error as? CassetteError
+        }
+        return outcome
+    }
+
+    func testConcurrentReadMatchesSerialRead() throws {
+        let file = try writeCassette("concurrent.cassette", exchanges: 1000)
+        let serial = read(file, concurrently: false)
+        let concurrent = read(file, concurrently: true)
+        XCTAssertNil(concurrent.error)
+        XCTAssertEqual(concurrent.exchanges, serial.exchanges)
+        XCTAssertEqual(concurrent.exchanges.count, 1000)
+        XCTAssertEqual(concurrent.exchangesRead, 1000)
+        XCTAssertNil(concurrent.truncation)
+    }
+
+    func testConcurrentReadCountsTruncatedExchanges() throws {
+        let count = 3 * CassetteReader.batchSize + 5
+        let file = try writeCassette("concurrent-unclosed.cassette", exchanges: count, close: false)
+        let outcome = read(file, concurrently: true)
+        XCTAssertNil(outcome.error)
+        XCTAssertEqual(outcome.exchanges.count, count)
+        XCTAssertEqual(outcome.truncation?.exchangesRead, count)
+    }
+
+    func testConcurrentReadStopsAtCorruptLine() throws {
+        let file = path("bad-line.cassette")
+        let compressor = try ZstdCompressor(level: 3)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var lines = [try encoder.encode(CassetteHeader(tool: "t", upstream: "u"))]
+        for sequence in 1...300 {
+            lines.append(try encoder.encode(Fixtures.exchange(sequence: sequence, operation: "Logout")))
+        }
+        lines.insert(Data(#"{"sequence":"#.utf8), at: 201)
+        var bytes = Data()
+        for line in lines {
+            bytes.append(try compressor.compress(line + Data("\n".utf8)))
+        }
+        bytes.append(try compressor.finish())
+        try bytes.write(to: URL(fileURLWithPath: file))
+
+        let outcome = read(file, concurrently: true)
+        XCTAssertEqual(outcome.exchanges.map(\.sequence), Array(1...200))
+        guard case .corrupt(_, _, let detail)? = outcome.error else {
+            return XCTFail("expected a corrupt cassette error, got \(String(describing: outcome.error))")
+        }
+        XCTAssertTrue(detail.contains("exchange 201"), detail)
+        XCTAssertEqual(outcome.error, read(file, concurrently: false).error)
+    }
+
+    /// A flipped byte may end the read with an error or look like a cut-short
+    /// file; either way both reads must agree.
+    func testConcurrentReadAgreesWithSerialReadOnDamage() throws {
+        let file = try writeCassette("concurrent-flipped.cassette", exchanges: 8000)
+        let original = try Data(contentsOf: URL(fileURLWithPath: file))
+        XCTAssertGreaterThan(original.count, 2 * 64 * 1024, "damage should fall after the first read chunk")
+        for tenth in 1...9 {
+            var bytes = original
+            bytes[bytes.count * tenth / 10] ^= 0xFF
+            try bytes.write(to: URL(fileURLWithPath: file))
+
+            let serial = read(file, concurrently: false)
+            let concurrent = read(file, concurrently: true)
+            XCTAssertEqual(concurrent.exchanges, serial.exchanges, "flip at \(tenth)/10")
+            XCTAssertEqual(concurrent.error, serial.error, "flip at \(tenth)/10")
+            XCTAssertEqual(concurrent.truncation, serial.truncation, "flip at \(tenth)/10")
+        }
+    }
+
     func testUnknownVersionNamesTheVersionFound() throws {
         let file = path("future.cassette")
         let compressor = try ZstdCompressor(level: 3)
