@@ -55,9 +55,10 @@ public struct ReplayReport: Codable, Sendable, Equatable {
         misses.count + assignments.filter(\.reused).count
     }
 
-    mutating func record(_ assignment: Assignment) {
+    /// Keeps an assignment, building it only while under the limit.
+    mutating func record(_ assignment: @autoclosure () -> Assignment) {
         if assignments.count < ReplayReport.assignmentLimit {
-            assignments.append(assignment)
+            assignments.append(assignment())
         } else {
             assignmentsNotKept += 1
         }
