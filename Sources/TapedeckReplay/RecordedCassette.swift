@@ -41,7 +41,7 @@ final class RecordedCassette: @unchecked Sendable {
         try reader.forEach(preparing: { RecordedCassette.load($0, ignoredPaths: ignoredPaths) }) { loaded in
             let exchange = loaded.exchange
             var session = exchange.session
-            if ParsedRequest.loginOperations.contains(loaded.key.operation), let assigned = RecordedCassette.sessionSetBy(exchange) {
+            if ParsedRequest.isLogin(loaded.key), let assigned = RecordedCassette.sessionSetBy(exchange) {
                 session = assigned
                 logins.append((exchange.timing.requestStart, assigned, entries.count))
             }
@@ -85,11 +85,19 @@ final class RecordedCassette: @unchecked Sendable {
         filters.objects(forFilterArguments: arguments)
     }
 
-    /// Returns the session a login response created, from its `Set-Cookie` placeholder.
+    /// Returns the session a login response created, from the session placeholder
+    /// in its `Set-Cookie` header or, for a REST login, in its body.
     static func sessionSetBy(_ exchange: Exchange) -> String? {
-        guard let cookie = exchange.response?.headers.first(where: { $0.name.lowercased() == "set-cookie" })?.value,
-              let range = cookie.range(of: "redacted-session-")
-        else { return nil }
-        return "session-" + cookie[range.upperBound...].prefix { $0.isNumber }
+        guard let response = exchange.response else { return nil }
+        let places = [response.headers.value(named: "set-cookie"), response.body.text].compactMap { $0 }
+        for place in places {
+            if let range = place.range(of: sessionPlaceholderPrefix) {
+                return "session-" + place[range.upperBound...].prefix { $0.isNumber }
+            }
+        }
+        return nil
     }
+
+    /// The start of the placeholder that redaction puts in place of a session id.
+    static let sessionPlaceholderPrefix = "redacted-session-"
 }

@@ -48,7 +48,17 @@ extension Replayer {
             return .immediate(respondToMiss(miss, request: request, parsed: parsed))
         }
         logger.debug("login mapped to recorded session", ["replay.session": assigned.session])
-        return recordedResponse(assigned.entry, request: request, parsed: parsed)
+        var resolution = recordedResponse(assigned.entry, request: request, parsed: parsed)
+        // A REST login also returns its session id in the body, as a JSON string;
+        // the quotes keep redacted-session-1 from matching redacted-session-12.
+        if !parsed.isSOAP, var response = resolution.response, case .inMemory(let body) = response.body,
+           let text = String(data: body, encoding: .utf8) {
+            let placeholder = RecordedCassette.sessionPlaceholderPrefix + assigned.session.dropFirst("session-".count)
+            let replaced = text.replacingOccurrences(of: "\"\(placeholder)\"", with: "\"\(assigned.cookie)\"")
+            response.body = .inMemory(Data(replaced.utf8))
+            resolution.response = response
+        }
+        return resolution
     }
 
     // MARK: - Recorded responses

@@ -269,7 +269,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         }
 
         let resolution: Resolution
-        if ParsedRequest.loginOperations.contains(operation) {
+        if ParsedRequest.isLogin(parsed.key) {
             resolution = respondToLogin(request, parsed: parsed)
         } else if PropertyCollectorModel.waitOperations.contains(operation), let element = parsed.element, let this = parsed.key.this {
             lock.withLock { report.fromModel += 1 }
@@ -334,12 +334,13 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         }
     }
 
-    /// Returns the value of the `vmware_soap_session` cookie, or of the REST session header.
+    /// Returns the value of the `vmware_soap_session` cookie, of the REST session
+    /// cookie, or of the REST session header.
     static func sessionCookie(in headers: [Header]) -> String? {
         for header in headers where header.hasName("cookie") {
             for pair in header.value.split(separator: ";") {
                 let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                if parts.count == 2, parts[0] == "vmware_soap_session" {
+                if parts.count == 2, parts[0] == "vmware_soap_session" || parts[0] == "vmware-api-session-id" {
                     return parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
                 }
             }

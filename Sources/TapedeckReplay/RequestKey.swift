@@ -27,6 +27,16 @@ struct ParsedRequest {
         "Login", "LoginByToken", "LoginBySSPI", "LoginExtensionByCertificate", "LoginExtensionBySubjectName",
     ]
 
+    /// REST logins, keyed as method and path: the newer `/api` and the older `/rest`.
+    static let restLoginOperations: Set<String> = ["POST /api/session", "POST /rest/com/vmware/cis/session"]
+
+    /// True for a SOAP login, and for a REST login, which is a POST to the session
+    /// path without an `~action` query (`?~action=get` reads the session instead).
+    static func isLogin(_ key: RequestKey) -> Bool {
+        loginOperations.contains(key.operation)
+            || (restLoginOperations.contains(key.operation) && !key.arguments.hasPrefix("~action"))
+    }
+
     /// Parses a request. SOAP bodies that do not parse fall back to a byte key, so
     /// they can still match a recording of the same bytes.
     init(method: String, path: String, body: Data, ignoredPaths: Set<String>) {
@@ -52,6 +62,8 @@ struct ParsedRequest {
         key = RequestKey(
             operation: "\(method) \(route)", this: nil,
             arguments: ParsedRequest.canonicalQuery(path) + "\n" + ParsedRequest.canonicalBody(body))
+        // Credentials travel in the Authorization header, which keys ignore, so a
+        // REST login matches by method and path alone, like a SOAP login.
     }
 
     private static func canonicalQuery(_ path: String) -> String {

@@ -33,6 +33,8 @@ public final class Redactor {
 
     public static let placeholderPrefix = "redacted-"
     public static let sessionCookieName = "vmware_soap_session"
+    /// The cookie that vSphere's REST API (and vcsim's) sets on a REST login.
+    public static let restSessionCookieName = "vmware-api-session-id"
 
     /// Secrets shorter than this are replaced only where a rule finds them, because
     /// replacing a short string everywhere would mangle unrelated text.
@@ -174,7 +176,8 @@ public final class Redactor {
             quoted = true
         }
         guard !value.isEmpty else { return pair }
-        let isSession = name.trimmingCharacters(in: .whitespaces) == Redactor.sessionCookieName
+        let cookieName = name.trimmingCharacters(in: .whitespaces)
+        let isSession = cookieName == Redactor.sessionCookieName || cookieName == Redactor.restSessionCookieName
         let replaced = replaceSecret(value, kind: isSession ? .session : .credential, location: location)
         return "\(name)=" + (quoted ? "\"\(replaced)\"" : replaced)
     }

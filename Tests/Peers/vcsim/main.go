@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	// Registers vcsim's REST endpoints under /rest, sessions included.
+	_ "github.com/vmware/govmomi/vapi/simulator"
 )
 
 // passwordEnv names the environment variable read when -user is given
@@ -109,6 +111,8 @@ func run() int {
 		listen.User = url.UserPassword(opts.user, opts.password)
 	}
 	model.Service.Listen = listen
+	// Serves the REST API under /rest too, so that REST logins can be recorded.
+	model.Service.RegisterEndpoints = true
 
 	var cert *x509.Certificate
 	if opts.useTLS {
