@@ -4,17 +4,7 @@ import XCTest
 
 @testable import TapedeckCassette
 
-final class CassetteTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try Fixtures.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
+final class CassetteTests: DirectoryTestCase {
     private func path(_ name: String) -> String {
         directory.appendingPathComponent(name).path
     }

@@ -6,17 +6,7 @@ import XCTest
 ///
 /// Each example starts its own `tapedeck replay`, pointed at the binary that
 /// SwiftPM built beside this test bundle through `TAPEDECK_BIN`.
-final class ExampleTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try Fixtures.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
+final class ExampleTests: DirectoryTestCase {
     /// Runs `command` in the repository root, as the examples' README does, and
     /// fails with its output unless it exits 0.
     private func assertSucceeds(

@@ -7,17 +7,7 @@ import XCTest
 
 /// Each injected fault against a real client, with the behaviour that client is
 /// expected to show and the verdict that follows.
-final class FaultTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try Fixtures.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
+final class FaultTests: DirectoryTestCase {
     /// Runs 3 per-call govmomi waits against a replay with the given faults.
     private func govmomi(_ faults: [String]) throws -> (WorkloadRun, ReplayReport, VerificationReport) {
         let replayer = try Replayer.start(ShippedCassette.perCall.path) { configuration in

@@ -5,17 +5,7 @@ import TapedeckReplay
 import XCTest
 
 /// `tapedeck fuzz` driving the real govmomi client through scheduled replays.
-final class FuzzTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try Fixtures.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
+final class FuzzTests: DirectoryTestCase {
     private func govmomi(wait: String, vms: Int, concurrency: Int) throws -> [String] {
         [try Paths.peer("govmomi-workload").path, "-url", "{url}/sdk", "-user", "admin", "-password", "not-checked",
          "-vms", "\(vms)", "-concurrency", "\(concurrency)", "-wait", wait, "-name-prefix", "tapedeck-vm", "-wait-timeout", "60s"]

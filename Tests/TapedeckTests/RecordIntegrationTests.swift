@@ -7,17 +7,7 @@ import XCTest
 
 /// `tapedeck record` between real clients (govmomi 0.24.2, pyvmomi) and vcsim, all
 /// on loopback ports that the tests pick.
-final class RecordIntegrationTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try Fixtures.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
+final class RecordIntegrationTests: DirectoryTestCase {
     private func cassettePath(_ name: String = "session") -> URL {
         directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).cassette")
     }

@@ -6,17 +6,7 @@ import XCTest
 
 /// Real govmomi and pyvmomi clients against `tapedeck replay`, with no vCenter
 /// or vcsim running.
-final class ReplayIntegrationTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try Fixtures.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
+final class ReplayIntegrationTests: DirectoryTestCase {
     /// Runs the client against a fresh replayer `runs` times and checks each run
     /// ended as the recording did.
     private func assertReplays(

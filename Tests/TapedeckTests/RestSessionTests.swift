@@ -6,17 +6,7 @@ import XCTest
 
 /// REST logins recorded from vcsim's `/rest` API and replayed: replay hands out a
 /// session id of its own and maps requests that carry it to the recorded session.
-final class RestSessionTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try Fixtures.temporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
+final class RestSessionTests: DirectoryTestCase {
     func testRestLoginMapsToRecordedSession() throws {
         let cassette = try recordRestSession()
 
