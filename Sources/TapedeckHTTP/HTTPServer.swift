@@ -102,7 +102,7 @@ public final class HTTPServer: @unchecked Sendable {
         case .threadPerConnection:
             flags |= MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_POLL.rawValue
         case .eventLoop:
-            flags |= MHD_USE_EPOLL.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_TURBO.rawValue
+            flags |= MHD_USE_EPOLL.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
         }
         if address.isIPv6 { flags |= MHD_USE_IPv6.rawValue }
         if isTLS { flags |= MHD_USE_TLS.rawValue }

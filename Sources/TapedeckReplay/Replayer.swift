@@ -33,6 +33,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
     var inFlight: [Int: Exchange] = [:]
     var nextSequence = 0
     private let lastArrival = Atomic<UInt64>(0)
+    private let parseCache: ParsedRequestCache
 
     /// Nanoseconds since the last request arrived.
     public var quietTime: UInt64 {
@@ -50,6 +51,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         cassette = try RecordedCassette(path: configuration.cassettePath, ignoredPaths: configuration.ignoredPaths)
+        parseCache = ParsedRequestCache(ignoredPaths: configuration.ignoredPaths)
         if let truncation = cassette.truncation {
             logger.warning("cassette is truncated; replaying the complete exchanges", ["cassette.path": cassette.path, "detail": "\(truncation)"])
         }
@@ -136,7 +138,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
         scheduler?.noteArrival()
         lastArrival.store(clock.elapsed(), ordering: .relaxed)
         let body = Replayer.bodyData(request.body)
-        let parsed = ParsedRequest(method: request.method, path: request.path, body: body, ignoredPaths: configuration.ignoredPaths)
+        let parsed = parseCache.parse(method: request.method, path: request.path, body: body)
         let (session, sequence) = lock.withLock {
             report.requests += 1
             nextSequence += 1
