@@ -10,16 +10,13 @@ final class WaitingRequests: @unchecked Sendable {
     private var responders: [ObjectIdentifier: HTTPResponder] = [:]
     private var closed = false
 
-    /// Runs `body` with the registry locked. `add` registers a responder; it
-    /// returns false once the server is stopping, and the request must then end
-    /// without waiting.
-    func withLock<T>(_ body: (_ add: (HTTPResponder) -> Bool) -> T) -> T {
+    /// Registers a responder. Returns false once the server is stopping, and the
+    /// request must then end without waiting.
+    func add(_ responder: HTTPResponder) -> Bool {
         lock.withLock {
-            body { responder in
-                guard !closed else { return false }
-                responders[ObjectIdentifier(responder)] = responder
-                return true
-            }
+            guard !closed else { return false }
+            responders[ObjectIdentifier(responder)] = responder
+            return true
         }
     }
 
@@ -87,15 +84,14 @@ extension HTTPServer {
         }
         handler.handle(request, responder: responder)
 
-        let next = waiting.withLock { add in
-            responder.handlerReturned {
-                guard add(responder) else {
-                    // The server is stopping: end the request instead of waiting.
-                    return false
-                }
-                if semaphore == nil { MHD_suspend_connection(connection) }
-                return true
-            }
+        // Only a request left waiting touches the registry, so requests answered at
+        // once take no lock that the other threads share.
+        let waiting = self.waiting
+        let next = responder.handlerReturned {
+            // A stopping server ends the request instead of letting it wait.
+            guard waiting.add(responder) else { return false }
+            if semaphore == nil { MHD_suspend_connection(connection) }
+            return true
         }
         switch next {
         case .send(let response):
