@@ -18,17 +18,20 @@ public final class XMLDocument: @unchecked Sendable {
     fileprivate let pointer: xmlDocPtr
 
     private static let initialize: Void = { xmlInitParser() }()
-    private static let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
+    fileprivate static let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
 
-    public init(parsing data: Data, removingBlankNodes: Bool = false) throws(XMLError) {
-        _ = XMLDocument.initialize
-        guard let context = xmlNewParserCtxt() else {
-            throw XMLError(call: "xmlNewParserCtxt", message: "out of memory", line: 0)
-        }
+    public convenience init(parsing data: Data, removingBlankNodes: Bool = false) throws(XMLError) {
+        let context = try XMLDocument.newContext()
         defer { xmlFreeParserCtxt(context) }
-
         var options = XMLDocument.options
         if removingBlankNodes { options |= Int32(XML_PARSE_NOBLANKS.rawValue) }
+        try self.init(parsing: data, context: context, options: options)
+    }
+
+    /// Parses with a context that the caller owns and frees. A context that parses
+    /// again needs `XML_PARSE_NODICT` in `options`, so that the document keeps no
+    /// reference to the context's name dictionary.
+    fileprivate init(parsing data: Data, context: xmlParserCtxtPtr, options: Int32) throws(XMLError) {
         let document = data.withUnsafeBytes { buffer in
             xmlCtxtReadMemory(
                 context, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(buffer.count),
@@ -42,6 +45,14 @@ public final class XMLDocument: @unchecked Sendable {
 
     deinit {
         xmlFreeDoc(pointer)
+    }
+
+    fileprivate static func newContext() throws(XMLError) -> xmlParserCtxtPtr {
+        _ = XMLDocument.initialize
+        guard let context = xmlNewParserCtxt() else {
+            throw XMLError(call: "xmlNewParserCtxt", message: "out of memory", line: 0)
+        }
+        return context
     }
 
     public var root: XMLElement? {
@@ -66,6 +77,30 @@ public final class XMLDocument: @unchecked Sendable {
             call: call, message: message.trimmingCharacters(in: .whitespacesAndNewlines),
             line: Int(error.pointee.line))
     }
+}
+
+/// A parser that keeps one libxml2 parser context for many documents, which
+/// saves allocating and freeing a context and its name dictionary on each parse.
+/// It parses as `XMLDocument(parsing:)` does by default. One thread at a time
+/// may use it, but its documents are independent of it and of each other.
+public final class XMLParser {
+    private let context: xmlParserCtxtPtr
+
+    public init() throws(XMLError) {
+        context = try XMLDocument.newContext()
+    }
+
+    deinit {
+        xmlFreeParserCtxt(context)
+    }
+
+    public func parse(_ data: Data) throws(XMLError) -> XMLDocument {
+        try XMLDocument(parsing: data, context: context, options: XMLParser.options)
+    }
+
+    /// Names are copied into each document rather than shared through the
+    /// context's dictionary, so that no document refers to the context.
+    private static let options = XMLDocument.options | Int32(XML_PARSE_NODICT.rawValue)
 }
 
 /// An element of an `XMLDocument`, which it keeps alive.
