@@ -134,8 +134,50 @@ public struct XMLElement: @unchecked Sendable {
         return result
     }
 
+    /// Calls `body` with each child element in document order. Unlike `children`,
+    /// it collects nothing, which matters when loading reads thousands of bodies.
+    public func forEachChild(_ body: (XMLElement) throws -> Void) rethrows {
+        var child = node.pointee.children
+        while let current = child {
+            if current.pointee.type == XML_ELEMENT_NODE {
+                try body(XMLElement(node: current, document: document))
+            }
+            child = current.pointee.next
+        }
+    }
+
     public func firstChild(named name: String) -> XMLElement? {
-        children.first { $0.localName == name }
+        var child = node.pointee.children
+        while let current = child {
+            if current.pointee.type == XML_ELEMENT_NODE, XMLElement.name(of: current, equals: name) {
+                return XMLElement(node: current, document: document)
+            }
+            child = current.pointee.next
+        }
+        return nil
+    }
+
+    /// Returns true when the local name is `name`, without making a String of it.
+    public func hasLocalName(_ name: String) -> Bool {
+        XMLElement.name(of: node, equals: name)
+    }
+
+    private static func name(of node: xmlNodePtr, equals name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { expected in
+            Int(xmlStrlen(node.pointee.name)) == expected.count && memcmp(node.pointee.name, expected.baseAddress!, expected.count) == 0
+        }
+    }
+
+    /// Calls `body` with the UTF-8 bytes of the local name, without copying them.
+    public func withLocalNameBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+        let name = node.pointee.name!
+        return try body(UnsafeBufferPointer(start: name, count: Int(xmlStrlen(name))))
+    }
+
+    /// True when the element has attributes, namespace declarations excluded.
+    public var hasAttributes: Bool {
+        node.pointee.properties != nil
     }
 
     /// The concatenated text of this element and its descendants, entities decoded.
@@ -143,6 +185,13 @@ public struct XMLElement: @unchecked Sendable {
         guard let content = xmlNodeGetContent(node) else { return "" }
         defer { tapedeck_xml_free(content) }
         return String(cString: content)
+    }
+
+    /// Calls `body` with the UTF-8 bytes of `text`, without making a String of them.
+    public func withTextBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+        guard let content = xmlNodeGetContent(node) else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
+        defer { tapedeck_xml_free(content) }
+        return try body(UnsafeBufferPointer(start: content, count: Int(xmlStrlen(content))))
     }
 
     /// The value of an attribute in no namespace, such as `type` on `_this`.
