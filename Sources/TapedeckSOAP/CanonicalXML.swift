@@ -95,8 +95,19 @@ extension XMLElement {
     }
 
     /// Appends `xsi:type` with its value's prefix rewritten and the attributes in
-    /// no namespace, sorted by name; other namespaced attributes are dropped.
+    /// no namespace, sorted by name. Other namespaced attributes are dropped.
     private func appendCanonicalAttributes(to output: inout [UInt8]) {
+        // Most elements with attributes have one plain `type`, which needs neither
+        // sorting nor Strings.
+        let appended = withOnlyPlainAttributeBytes { name, value in
+            output.append(UInt8(ascii: " "))
+            output.append(contentsOf: name)
+            output.append(contentsOf: "=\"".utf8)
+            appendEscaped(value, attribute: true, to: &output)
+            output.append(UInt8(ascii: "\""))
+        }
+        if appended { return }
+
         var pairs: [(String, String)] = []
         for attribute in attributes {
             if attribute.namespaceURI == SOAPEnvelope.schemaInstanceNamespace && attribute.name == "type" {

@@ -180,6 +180,23 @@ public struct XMLElement: @unchecked Sendable {
         node.pointee.properties != nil
     }
 
+    /// Calls `body` with the name and value bytes of the element's only attribute
+    /// and returns true, when that attribute is in no namespace. Returns false
+    /// without calling `body` for other elements.
+    public func withOnlyPlainAttributeBytes(
+        _ body: (_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Void
+    ) -> Bool {
+        guard let attribute = node.pointee.properties, attribute.pointee.next == nil, attribute.pointee.ns == nil,
+              let content = xmlNodeGetContent(UnsafeMutablePointer<xmlNode>(OpaquePointer(attribute)))
+        else { return false }
+        defer { tapedeck_xml_free(content) }
+        let name = attribute.pointee.name!
+        body(
+            UnsafeBufferPointer(start: name, count: Int(xmlStrlen(name))),
+            UnsafeBufferPointer(start: content, count: Int(xmlStrlen(content))))
+        return true
+    }
+
     /// The concatenated text of this element and its descendants, entities decoded.
     public var text: String {
         guard let content = xmlNodeGetContent(node) else { return "" }
