@@ -17,6 +17,16 @@ extension CassetteReader {
         preparing prepare: @escaping @Sendable (Exchange) -> Prepared,
         consume: (Prepared) throws -> Void
     ) throws {
+        try forEach(makingPreparer: { prepare }, consume: consume)
+    }
+
+    /// Reads like `forEach(preparing:consume:)`, but calls `makePreparer` once per
+    /// batch of lines on the worker thread, so that `prepare` can reuse state,
+    /// such as a parser, that must stay on one thread.
+    public func forEach<Prepared: Sendable>(
+        makingPreparer makePreparer: @escaping @Sendable () -> (Exchange) -> Prepared,
+        consume: (Prepared) throws -> Void
+    ) throws {
         // Two batches a thread keep the workers busy while this thread reads and
         // consumes, and bound how many decoded lines wait in memory.
         let window = 2 * max(1, ProcessInfo.processInfo.activeProcessorCount)
@@ -28,7 +38,7 @@ extension CassetteReader {
         var reading = true
         while reading || !inFlight.isEmpty {
             while reading && inFlight.count < window {
-                let batch = readBatch(firstNumber: scheduled + 1, prepare: prepare)
+                let batch = readBatch(firstNumber: scheduled + 1, makePreparer: makePreparer)
                 scheduled += batch.lines.count
                 reading = !batch.isLast
                 batch.start()
@@ -47,7 +57,7 @@ extension CassetteReader {
     }
 
     private func readBatch<Prepared>(
-        firstNumber: Int, prepare: @escaping @Sendable (Exchange) -> Prepared
+        firstNumber: Int, makePreparer: @escaping @Sendable () -> (Exchange) -> Prepared
     ) -> LineBatch<Prepared> {
         var lines: [Data] = []
         var offsets: [Int64] = []
@@ -69,7 +79,7 @@ extension CassetteReader {
         }
         return LineBatch(
             path: path, firstNumber: firstNumber, lines: lines, offsets: offsets, readError: readError,
-            isLast: atEnd || readError != nil, prepare: prepare)
+            isLast: atEnd || readError != nil, makePreparer: makePreparer)
     }
 }
 
@@ -84,13 +94,13 @@ final class LineBatch<Prepared: Sendable>: @unchecked Sendable {
     private let offsets: [Int64]
     /// The error that stopped reading after these lines, reported after their results.
     private let readError: (any Error)?
-    private let prepare: @Sendable (Exchange) -> Prepared
+    private let makePreparer: @Sendable () -> (Exchange) -> Prepared
     private var results: [Result<Prepared, CassetteError>] = []
     private let done = DispatchGroup()
 
     init(
         path: String, firstNumber: Int, lines: [Data], offsets: [Int64], readError: (any Error)?, isLast: Bool,
-        prepare: @escaping @Sendable (Exchange) -> Prepared
+        makePreparer: @escaping @Sendable () -> (Exchange) -> Prepared
     ) {
         self.path = path
         self.firstNumber = firstNumber
@@ -98,13 +108,14 @@ final class LineBatch<Prepared: Sendable>: @unchecked Sendable {
         self.offsets = offsets
         self.readError = readError
         self.isLast = isLast
-        self.prepare = prepare
+        self.makePreparer = makePreparer
     }
 
     /// Decodes and prepares every line on a worker thread. `results` is written
     /// only there, and read only after `wait()`, which orders the two.
     func start() {
         DispatchQueue.global().async(group: done) { [self] in
+            let prepare = makePreparer()
             results.reserveCapacity(lines.count)
             for (index, line) in lines.enumerated() {
                 results.append(Result { () throws(CassetteError) -> Prepared in

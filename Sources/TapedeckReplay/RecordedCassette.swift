@@ -38,7 +38,13 @@ final class RecordedCassette: @unchecked Sendable {
         let reader = try CassetteReader(path: path)
         header = reader.header
         var logins: [(time: UInt64, session: String, index: Int)] = []
-        try reader.forEach(preparing: { RecordedCassette.load($0, ignoredPaths: ignoredPaths) }) { loaded in
+        let makeLoader: @Sendable () -> (Exchange) -> LoadedExchange = {
+            // Without a parser, each body sets up libxml2 anew, which is slower but
+            // parses the same way.
+            let parser = try? XMLParser()
+            return { RecordedCassette.load($0, ignoredPaths: ignoredPaths, parser: parser) }
+        }
+        try reader.forEach(makingPreparer: makeLoader) { loaded in
             let exchange = loaded.exchange
             var session = exchange.session
             if ParsedRequest.isLogin(loaded.key), let assigned = RecordedCassette.sessionSetBy(exchange) {
@@ -59,16 +65,16 @@ final class RecordedCassette: @unchecked Sendable {
 
     /// Parses one exchange's request into its key, and its response into what it
     /// reveals. Only responses that the world or the filter index read are parsed.
-    private static func load(_ exchange: Exchange, ignoredPaths: Set<String>) -> LoadedExchange {
+    private static func load(_ exchange: Exchange, ignoredPaths: Set<String>, parser: XMLParser?) -> LoadedExchange {
         let parsed = ParsedRequest(
             method: exchange.request.method, path: exchange.request.path, body: exchange.request.body.data,
-            ignoredPaths: ignoredPaths)
+            ignoredPaths: ignoredPaths, parser: parser)
         var loaded = LoadedExchange(exchange: exchange, key: parsed.key)
         let operation = parsed.key.operation
         let revealsProperties = RecordedWorld.revealsProperties(operation)
         let revealsFilters = RecordedFilters.revealsFilters(operation)
         guard revealsProperties || revealsFilters, let response = exchange.response, response.status == 200,
-              let element = try? SOAPEnvelope.bodyElement(of: response.body.data)
+              let element = try? SOAPEnvelope.bodyElement(of: response.body.data, using: parser)
         else { return loaded }
         if revealsProperties {
             loaded.world = RecordedWorld.sightings(in: exchange, operation: operation, response: element)

@@ -54,23 +54,33 @@ extension RecordedWorld {
 
 extension RecordedWorld.Sightings {
     fileprivate mutating func addUpdateSet(_ updateSet: XMLElement?, time: UInt64) {
-        if updateSet?.firstChild(named: "version")?.text == "-" { sawVCSimVersion = true }
-        for filterSet in updateSet?.children ?? [] where filterSet.localName == "filterSet" {
-            for objectSet in filterSet.children where objectSet.localName == "objectSet" {
-                guard let object = objectSet.firstChild(named: "obj").map(reference(of:)) else { continue }
-                var properties: [String: String?] = [:]
-                for change in objectSet.children where change.localName == "changeSet" {
-                    guard let name = change.firstChild(named: "name")?.text else { continue }
-                    let operation = change.firstChild(named: "op")?.text ?? "assign"
-                    if operation == "assign" || operation == "add" {
-                        properties[name] = change.firstChild(named: "val")?.canonicalXML(renamedTo: "val")
-                    } else {
-                        properties[name] = .some(nil)
-                    }
-                }
-                append(object, RecordedWorld.Observation(time: time, properties: properties))
+        guard let updateSet else { return }
+        if updateSet.firstChild(named: "version")?.text == "-" { sawVCSimVersion = true }
+        updateSet.forEachChild { filterSet in
+            guard filterSet.hasLocalName("filterSet") else { return }
+            filterSet.forEachChild { objectSet in
+                guard objectSet.hasLocalName("objectSet"),
+                      let object = objectSet.firstChild(named: "obj").map(reference(of:))
+                else { return }
+                append(object, RecordedWorld.Observation(time: time, properties: changedProperties(in: objectSet)))
             }
         }
+    }
+
+    /// Returns the property values that an object update's change sets assign,
+    /// with nil for removed ones.
+    private func changedProperties(in objectSet: XMLElement) -> [String: String?] {
+        var properties: [String: String?] = [:]
+        objectSet.forEachChild { change in
+            guard change.hasLocalName("changeSet"), let name = change.firstChild(named: "name")?.text else { return }
+            let operation = change.firstChild(named: "op")?.text ?? "assign"
+            if operation == "assign" || operation == "add" {
+                properties[name] = change.firstChild(named: "val")?.canonicalXML(renamedTo: "val")
+            } else {
+                properties[name] = .some(nil)
+            }
+        }
+        return properties
     }
 
     fileprivate mutating func addObjectContent(_ content: XMLElement, time: UInt64) {

@@ -37,11 +37,11 @@ struct ParsedRequest {
             || (restLoginOperations.contains(key.operation) && !key.arguments.hasPrefix("~action"))
     }
 
-    /// Parses a request. SOAP bodies that do not parse fall back to a byte key, so
-    /// they can still match a recording of the same bytes.
-    init(method: String, path: String, body: Data, ignoredPaths: Set<String>) {
+    /// Parses a request, with `parser` when given. SOAP bodies that do not parse
+    /// fall back to a byte key, so they can still match a recording of the same bytes.
+    init(method: String, path: String, body: Data, ignoredPaths: Set<String>, parser: XMLParser? = nil) {
         let route = path.prefix { $0 != "?" }
-        if method == "POST", route.hasPrefix("/sdk"), let operation = try? SOAPEnvelope.bodyElement(of: body) {
+        if method == "POST", route.hasPrefix("/sdk"), let operation = try? SOAPEnvelope.bodyElement(of: body, using: parser) {
             element = operation
             var this: ManagedObjectReference?
             var arguments = ""

@@ -22,7 +22,9 @@ extension XMLElement {
 
     /// True when the element has child elements, as opposed to text only.
     public var hasChildElements: Bool {
-        !children.isEmpty
+        var found = false
+        forEachChild { _ in found = true }
+        return found
     }
 
     /// Serializes the element in a canonical form that ignores namespace prefixes,
@@ -37,13 +39,75 @@ extension XMLElement {
     /// `ignoring` lists element paths below this element, such as
     /// `config/annotation`, whose subtrees are left out.
     public func canonicalXML(renamedTo name: String? = nil, ignoring ignored: Set<String> = []) -> String {
-        var output = ""
-        appendCanonical(to: &output, name: name ?? localName, path: localName, ignored: ignored)
-        return output
+        // One byte buffer for the whole subtree costs far fewer allocations than
+        // joining a String for each element and attribute.
+        var output: [UInt8] = []
+        output.reserveCapacity(512)
+        // Paths are only needed to look them up in `ignored`.
+        let path = ignored.isEmpty ? nil : localName
+        appendCanonical(to: &output, name: name, path: path, ignored: ignored)
+        return String(decoding: output, as: UTF8.self)
     }
 
-    private func appendCanonical(to output: inout String, name: String, path: String, ignored: Set<String>) {
-        output += "<" + name
+    /// Appends the element as `canonicalXML` describes, named `name` or else by
+    /// its local name. `path` is nil when nothing is ignored.
+    private func appendCanonical(to output: inout [UInt8], name: String?, path: String?, ignored: Set<String>) {
+        output.append(UInt8(ascii: "<"))
+        appendName(name, to: &output)
+        if hasAttributes { appendCanonicalAttributes(to: &output) }
+        guard hasChildElements else {
+            withTextBytes { text in
+                if text.isEmpty {
+                    output.append(contentsOf: "/>".utf8)
+                    return
+                }
+                output.append(UInt8(ascii: ">"))
+                appendEscaped(text, attribute: false, to: &output)
+                appendEndTag(name, to: &output)
+            }
+            return
+        }
+        output.append(UInt8(ascii: ">"))
+        forEachChild { child in
+            var childPath: String?
+            if let path {
+                let joined = path + "/" + child.localName
+                if ignored.contains(joined) { return }
+                childPath = joined
+            }
+            child.appendCanonical(to: &output, name: nil, path: childPath, ignored: ignored)
+        }
+        appendEndTag(name, to: &output)
+    }
+
+    private func appendName(_ name: String?, to output: inout [UInt8]) {
+        if let name {
+            output.append(contentsOf: name.utf8)
+        } else {
+            withLocalNameBytes { output.append(contentsOf: $0) }
+        }
+    }
+
+    private func appendEndTag(_ name: String?, to output: inout [UInt8]) {
+        output.append(contentsOf: "</".utf8)
+        appendName(name, to: &output)
+        output.append(UInt8(ascii: ">"))
+    }
+
+    /// Appends `xsi:type` with its value's prefix rewritten and the attributes in
+    /// no namespace, sorted by name. Other namespaced attributes are dropped.
+    private func appendCanonicalAttributes(to output: inout [UInt8]) {
+        // Most elements with attributes have one plain `type`, which needs neither
+        // sorting nor Strings.
+        let appended = withOnlyPlainAttributeBytes { name, value in
+            output.append(UInt8(ascii: " "))
+            output.append(contentsOf: name)
+            output.append(contentsOf: "=\"".utf8)
+            appendEscaped(value, attribute: true, to: &output)
+            output.append(UInt8(ascii: "\""))
+        }
+        if appended { return }
+
         var pairs: [(String, String)] = []
         for attribute in attributes {
             if attribute.namespaceURI == SOAPEnvelope.schemaInstanceNamespace && attribute.name == "type" {
@@ -53,21 +117,13 @@ extension XMLElement {
             }
         }
         for (key, value) in pairs.sorted(by: { $0.0 < $1.0 }) {
-            output += " \(key)=\"\(escapeXML(value, attribute: true))\""
+            output.append(UInt8(ascii: " "))
+            output.append(contentsOf: key.utf8)
+            output.append(contentsOf: "=\"".utf8)
+            var value = value
+            value.withUTF8 { appendEscaped($0, attribute: true, to: &output) }
+            output.append(UInt8(ascii: "\""))
         }
-        let elements = children
-        if elements.isEmpty {
-            let content = text
-            output += content.isEmpty ? "/>" : ">" + escapeXML(content, attribute: false) + "</\(name)>"
-            return
-        }
-        output += ">"
-        for child in elements {
-            let childPath = "\(path)/\(child.localName)"
-            if ignored.contains(childPath) { continue }
-            child.appendCanonical(to: &output, name: child.localName, path: childPath, ignored: ignored)
-        }
-        output += "</\(name)>"
     }
 
     /// Rewrites an `xsi:type` value so that XML Schema types keep the `xsd` prefix
@@ -89,6 +145,21 @@ extension XMLElement {
             return [(path, type + text)]
         }
         return elements.flatMap { $0.leaves(prefix: path) }
+    }
+}
+
+/// Appends UTF-8 text escaped as `escapeXML` escapes it. Working on bytes is
+/// safe, because the escaped characters are ASCII and never occur inside a
+/// multi-byte sequence.
+private func appendEscaped(_ text: UnsafeBufferPointer<UInt8>, attribute: Bool, to output: inout [UInt8]) {
+    for byte in text {
+        switch byte {
+        case UInt8(ascii: "&"): output.append(contentsOf: "&amp;".utf8)
+        case UInt8(ascii: "<"): output.append(contentsOf: "&lt;".utf8)
+        case UInt8(ascii: ">"): output.append(contentsOf: "&gt;".utf8)
+        case UInt8(ascii: "\"") where attribute: output.append(contentsOf: "&quot;".utf8)
+        default: output.append(byte)
+        }
     }
 }
 

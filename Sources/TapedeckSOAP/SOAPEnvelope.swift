@@ -46,11 +46,16 @@ public enum SOAPEnvelope {
         return name.hasSuffix("Fault") ? String(name.dropLast("Fault".count)) : name
     }
 
-    /// Returns the first element inside the envelope's Body.
-    public static func bodyElement(of body: Data) throws(ParseError) -> XMLElement {
+    /// Returns the first element inside the envelope's Body. A given `parser`
+    /// parses the body, which saves setting up a new one.
+    public static func bodyElement(of body: Data, using parser: XMLParser? = nil) throws(ParseError) -> XMLElement {
         let document: XMLDocument
         do {
-            document = try XMLDocument(parsing: body)
+            if let parser {
+                document = try parser.parse(body)
+            } else {
+                document = try XMLDocument(parsing: body)
+            }
         } catch {
             throw .notXML(error)
         }
