@@ -144,6 +144,22 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
             nextSequence += 1
             return (Replayer.sessionCookie(in: request.headers).flatMap { sessionsByCookie[$0] }, nextSequence)
         }
+        let reply = makeReply(request, sequence: sequence, session: session, body: body, parsed: parsed, responder: responder)
+
+        guard scheduler != nil else {
+            route(request, parsed: parsed, session: session, responder: responder) { [self, reply] in send($0, reply: reply) }
+            return
+        }
+        // A wait may end on a timer's thread, but the response still leaves from
+        // this one, where the scheduler may hold it.
+        let handoff = Handoff<Resolution>()
+        route(request, parsed: parsed, session: session, responder: responder) { handoff.put($0) }
+        send(handoff.take(), reply: reply)
+    }
+
+    private func makeReply(
+        _ request: IncomingRequest, sequence: Int, session: String?, body: Data, parsed: ParsedRequest, responder: HTTPResponder
+    ) -> Reply {
         var reply = Reply(
             sequence: sequence, operation: parsed.key.operation, startedAt: request.startedAt,
             connectionID: request.connectionID, responder: responder)
@@ -156,16 +172,7 @@ public final class Replayer: HTTPRequestHandler, @unchecked Sendable {
             reply.exchange = exchange
         }
         if scheduler != nil { reply.scheduleLabel = Replayer.scheduleLabel(parsed) }
-
-        guard scheduler != nil else {
-            route(request, parsed: parsed, session: session, responder: responder) { [self, reply] in send($0, reply: reply) }
-            return
-        }
-        // A wait may end on a timer's thread, but the response still leaves from
-        // this one, where the scheduler may hold it.
-        let handoff = Handoff<Resolution>()
-        route(request, parsed: parsed, session: session, responder: responder) { handoff.put($0) }
-        send(handoff.take(), reply: reply)
+        return reply
     }
 
     /// The state `send` needs to finish a request. Every held poll keeps one, so it
