@@ -14,7 +14,7 @@ final class ClientProcess {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let output = directory.appendingPathComponent("client.log")
         outputFile = output
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
 
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [executable] + command.dropFirst().map { $0.replacingOccurrences(of: "{url}", with: url) }

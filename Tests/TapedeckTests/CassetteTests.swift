@@ -234,7 +234,7 @@ final class CassetteTests: DirectoryTestCase {
 
     func testEmptyAndMissingFilesAreErrors() throws {
         let empty = path("empty.cassette")
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        _ = FileManager.default.createFile(atPath: empty, contents: Data())
         XCTAssertThrowsError(try CassetteReader(path: empty)) { error in
             XCTAssertEqual(error as? CassetteError, .empty(path: empty))
         }

@@ -45,8 +45,8 @@ final class ManagedProcess {
         name = executable.lastPathComponent
         outputFile = directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).out")
         errorFile = directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).err")
-        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
 
         process.executableURL = executable
         process.arguments = arguments
