@@ -115,7 +115,8 @@ struct ReplayCommand: Command {
         do {
             return try LatencyPolicy(parsing: text)
         } catch {
-            throw UsageError("\(error)".replacingOccurrences(of: "invalid latency", with: "invalid value") + " (\(option))")
+            // Worded like every other option error: the value, then the option.
+            throw UsageError("\(error)".replacingOccurrences(of: "invalid latency '\(text)'", with: "invalid value '\(text)' for \(option)"))
         }
     }
 
