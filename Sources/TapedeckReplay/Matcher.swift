@@ -90,12 +90,14 @@ final class Matcher: @unchecked Sendable {
                         difference: "the cassette has no \(request.key.operation) request at all")
         }
         let wanted = request.element.map(argumentLeaves) ?? [("body", request.key.arguments)]
-        var best: (index: Int, score: Int, difference: String)?
+        var best: (index: Int, score: Int, likeness: Int, difference: String)?
         for index in candidates {
             let entry = cassette.entries[index]
             let recorded = recordedLeaves(entry)
-            let (score, difference) = compare(request, wanted, entry, recorded, session: session)
-            if best == nil || score > best!.score { best = (index, score, difference) }
+            let (score, likeness, difference) = compare(request, wanted, entry, recorded, session: session)
+            // Among recordings that share as many fields, the one whose differing
+            // value looks most like the request's is the likelier intended match.
+            if best == nil || (score, likeness) > (best!.score, best!.likeness) { best = (index, score, likeness, difference) }
         }
         return Miss(key: request.key.description, session: session,
                     closestSequence: best.map { cassette.entries[$0.index].exchange.sequence }, difference: best?.difference ?? "")
@@ -115,21 +117,29 @@ final class Matcher: @unchecked Sendable {
     private func compare(
         _ request: ParsedRequest, _ wanted: [(path: String, value: String)], _ entry: RecordedCassette.Entry,
         _ recorded: [(path: String, value: String)], session: String?
-    ) -> (Int, String) {
+    ) -> (score: Int, likeness: Int, difference: String) {
         if entry.key.this != request.key.this {
-            return (-1, "_this: recorded '\(entry.key.this?.description ?? "none")', got '\(request.key.this?.description ?? "none")'")
+            return (-1, 0, "_this: recorded '\(entry.key.this?.description ?? "none")', got '\(request.key.this?.description ?? "none")'")
         }
         var shared = 0
         for (left, right) in zip(wanted, recorded) {
             if left.path != right.path || left.value != right.value {
                 let field = left.path == right.path ? left.path : "\(right.path) / \(left.path)"
-                return (shared, "\(field): recorded '\(right.value)', got '\(left.value)'")
+                return (shared, Matcher.likeness(left.value, right.value), "\(field): recorded '\(right.value)', got '\(left.value)'")
             }
             shared += 1
         }
         if wanted.count != recorded.count {
-            return (shared, "argument count: recorded \(recorded.count) fields, got \(wanted.count)")
+            return (shared, 0, "argument count: recorded \(recorded.count) fields, got \(wanted.count)")
         }
-        return (shared + 1, "session: recorded in \(entry.session ?? "no session"), requested in \(session ?? "no session")")
+        return (shared + 1, 0, "session: recorded in \(entry.session ?? "no session"), requested in \(session ?? "no session")")
+    }
+
+    /// Counts the characters two values share at their start and at their end,
+    /// so `tapedeck-vm-000` is more like `vm-000` than `tapedeck-vm-003` is.
+    static func likeness(_ left: String, _ right: String) -> Int {
+        let prefix = zip(left, right).prefix { $0 == $1 }.count
+        let suffix = zip(left.reversed(), right.reversed()).prefix { $0 == $1 }.count
+        return prefix + suffix
     }
 }

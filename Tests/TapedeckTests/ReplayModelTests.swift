@@ -104,6 +104,18 @@ final class ReplayModelTests: XCTestCase {
         XCTAssertTrue(reply.body.contains("got 'not-recorded'"), reply.body)
         XCTAssertEqual(replayer.currentReport.misses.count, 1)
     }
+
+    func testMissPrefersMostSimilarValue() throws {
+        let config = "<config><name>other-vm-007</name><guestId>otherGuest</guestId><files><vmPathName>[LocalDS_0]</vmPathName></files><numCPUs>1</numCPUs><memoryMB>32</memoryMB></config><pool type=\"ResourcePool\">resgroup-26</pool>"
+        let reply = try call("CreateVM_Task", this: "<_this type=\"Folder\">folder-3</_this>", config)
+        XCTAssertTrue(reply.body.contains("recorded 'tapedeck-vm-007', got 'other-vm-007'"), reply.body)
+    }
+
+    func testLikenessCountsSharedEnds() {
+        XCTAssertEqual(Matcher.likeness("tapedeck-vm-000", "wrong-vm-000"), 7)
+        XCTAssertEqual(Matcher.likeness("tapedeck-vm-003", "wrong-vm-000"), 0)
+        XCTAssertEqual(Matcher.likeness("abc", "abc"), 6)
+    }
 }
 
 final class ReplayLatencyTests: XCTestCase {
