@@ -32,8 +32,8 @@ extension HTTPServer {
         guard !watched.isEmpty else { return [] }
         var entries = watched.map { pollfd(fd: $0.client.descriptor, events: Int16(TAPEDECK_POLLRDHUP), revents: 0) }
         guard poll(&entries, nfds_t(entries.count), 0) > 0 else { return [] }
-        let gone = Int16(TAPEDECK_POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)
-        return zip(watched, entries).filter { $0.1.revents & gone != 0 }.map(\.0)
+        let closedEvents = Int16(TAPEDECK_POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)
+        return zip(watched, entries).filter { $0.1.revents & closedEvents != 0 }.map(\.0)
     }
 
     /// Hands a complete request to the handler and returns what libmicrohttpd
@@ -46,8 +46,8 @@ extension HTTPServer {
         }
         handler.handle(request, responder: responder)
 
-        // Only a request left waiting touches the registry, so requests answered at
-        // once take no lock that the other threads share.
+        // Only a request left waiting touches the registry, so a request that gets
+        // its response at once takes no lock that the other threads share.
         let waiting = self.waiting
         let next = responder.handlerReturned {
             // A stopping server ends the request instead of letting it wait.

@@ -14,7 +14,7 @@ struct Resolution: Sendable {
     /// A task the response hands out; its transitions count from when it leaves.
     var createdTask: ManagedObjectReference?
     /// The recorded server never responded, so the request is held.
-    var held = false
+    var recordedUnanswered = false
 
     static func immediate(_ response: OutgoingResponse?) -> Resolution {
         Resolution(response: response)
@@ -104,7 +104,7 @@ extension Replayer {
         guard let response = exchange.response else {
             lock.withLock { report.heldUnanswered += 1 }
             logger.debug("holding a request the recorded server never answered", ["interaction.seq": "\(exchange.sequence)"])
-            return Resolution(held: true)
+            return Resolution(recordedUnanswered: true)
         }
         if case .omitted(let size) = response.body {
             return .immediate(.text(502, "tapedeck replay: the recorded response of #\(exchange.sequence) has a \(size)-byte body that was not recorded (larger than --max-body-bytes)"))

@@ -162,7 +162,7 @@ extension Replayer {
             resolution = respondFromCassette(request, parsed: parsed, session: session)
         }
 
-        guard resolution.held else { return completion(resolution) }
+        guard resolution.recordedUnanswered else { return completion(resolution) }
         // The recorded server never responded, so replay does not respond either,
         // until the client gives up or replay stops.
         responder.onCancel { completion(.immediate(nil)) }
