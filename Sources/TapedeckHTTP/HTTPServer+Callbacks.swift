@@ -2,8 +2,9 @@ import CMicroHTTPD
 import Foundation
 import TapedeckCore
 
-// libmicrohttpd calls these C functions on the connection's thread. They find the
-// server through their context pointer and the request through `*con_cls`.
+// libmicrohttpd calls these C functions on the thread that serves the connection.
+// They find the server through their context pointer and the request through
+// `*con_cls`.
 
 /// Per-request state, created when the request line arrives and released when
 /// libmicrohttpd reports the request complete.
