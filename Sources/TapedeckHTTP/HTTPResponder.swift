@@ -25,7 +25,7 @@ public final class HTTPResponder: @unchecked Sendable {
         case send(OutgoingResponse?)
         case awaitResponse
         /// The server is stopping, so the request may not wait.
-        case refused
+        case rejected
     }
 
     /// The client side of the connection, to check whether it is still there.
@@ -88,7 +88,7 @@ public final class HTTPResponder: @unchecked Sendable {
             case .handling:
                 guard suspend() else {
                     state = .delivered
-                    return .refused
+                    return .rejected
                 }
                 state = .awaitingResponse
                 return .awaitResponse

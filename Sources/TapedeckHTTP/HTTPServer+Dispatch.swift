@@ -58,7 +58,7 @@ extension HTTPServer {
         switch next {
         case .send(let response):
             return send(response, on: connection)
-        case .refused:
+        case .rejected:
             responder.cancel()
             return .NO
         case .awaitResponse:

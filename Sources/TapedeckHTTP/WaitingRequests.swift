@@ -27,7 +27,7 @@ final class WaitingRequests: @unchecked Sendable {
         lock.withLock { Array(responders.values) }
     }
 
-    /// Refuses new waiting requests from now on and returns the ones waiting.
+    /// Rejects new waiting requests from now on and returns the ones waiting.
     func closeAll() -> [HTTPResponder] {
         lock.withLock {
             closed = true

@@ -119,11 +119,11 @@ public struct SchedulingOptions: Sendable {
 }
 
 extension ReplayConfiguration {
-    /// Replay never blocks a server thread (waits and latency are callbacks), so
-    /// two epoll threads serve every connection. 16 KiB per connection is over 50
-    /// times the largest request headers in the shipped govmomi and pyvmomi
-    /// cassettes (283 bytes). It kept 10,000 held polls at 234 MB when measured,
-    /// where 64 KiB, the recorder's setting, came to 809 MB.
+    /// Replay's handler returns without waiting, because waits and latency are
+    /// callbacks, so two epoll threads serve every connection. 16 KiB per
+    /// connection is over 50 times the largest request headers in the shipped
+    /// govmomi and pyvmomi cassettes (283 bytes). With it, 10,000 held polls took
+    /// 238 MB in the benchmark, against 809 MB with the recorder's 64 KiB.
     public static var defaultListen: HTTPServerConfiguration {
         var listen = HTTPServerConfiguration()
         listen.threading = .eventLoop(threads: 2)

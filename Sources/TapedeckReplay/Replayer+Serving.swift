@@ -57,7 +57,7 @@ extension Replayer {
     }
 
     /// The state `send` needs to finish a request. Every held poll keeps one, so it
-    /// keeps neither the request body nor its parsed form.
+    /// keeps no parsed form, and the request body only in `exchange`.
     struct Reply: Sendable {
         let sequence: Int
         let operation: String
